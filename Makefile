@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# qcow2blk top-level build.
+#
+#   make                      module for every installed kernel + userspace
+#   make module KVER=<ver>    module for one kernel (its headers installed)
+#   make user                 qcow2ctl, engine library, test tools
+#   make unit                 Check unit tests of the engine (ASan + UBSan)
+#   make checkpatch           checkpatch --strict on kernel and engine sources
+#   make test                 the whole suite (tests/run): unit, host, guest
+#   make demo                 boot a guest, attach an image, mount it
+#
+# The module is built out of tree in build/<kver>/, one copy per kernel, so
+# objects of different kernels never mix.
+
+KVERS_INSTALLED := $(notdir $(patsubst %/build,%,$(wildcard /lib/modules/*/build)))
+KVER ?=
+KVERS := $(if $(KVER),$(KVER),$(KVERS_INSTALLED))
+W ?= 1
+
+BUILD := build
+USER_BUILD := $(BUILD)/user
+
+CC ?= gcc
+USER_CFLAGS := -O2 -g -Wall -Wextra -Werror -std=gnu11 -D_GNU_SOURCE \
+	-Ilib -Iuapi
+SAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=all -Wall -Wextra -Werror -std=gnu11 \
+	-D_GNU_SOURCE -Ilib -Iuapi
+
+LIB_SRCS := $(wildcard lib/*.c)
+LIB_HDRS := $(wildcard lib/*.h) uapi/qcow2blk.h
+KERNEL_SRCS := $(wildcard kernel/*.c kernel/*.h kernel/Kbuild)
+
+.PHONY: all module user unit checkpatch test demo clean kernels
+
+all: module user
+
+# ---- kernel module ----------------------------------------------------
+
+module:
+	@test -n "$(KVERS)" || { echo "no kernel headers installed (scripts/setup.sh)"; exit 1; }
+	@for v in $(KVERS); do \
+		$(MAKE) --no-print-directory module-one KVER1=$$v || exit 1; \
+	done
+
+# Copy sources into build/<kver>/ and run kbuild there.
+module-one:
+	@mkdir -p $(BUILD)/$(KVER1)
+	@rsync -a --delete --exclude='*.o' --exclude='*.cmd' \
+		kernel/ $(BUILD)/$(KVER1)/ 2>/dev/null || \
+		cp -a kernel/. $(BUILD)/$(KVER1)/
+	@mkdir -p $(BUILD)/$(KVER1)/lib $(BUILD)/$(KVER1)/uapi
+	@cp -a lib/*.c lib/*.h $(BUILD)/$(KVER1)/lib/
+	@cp -a uapi/qcow2blk.h $(BUILD)/$(KVER1)/uapi/
+	$(MAKE) -C /lib/modules/$(KVER1)/build M=$(CURDIR)/$(BUILD)/$(KVER1) \
+		W=$(W) modules
+	@echo "built $(BUILD)/$(KVER1)/qcow2blk.ko"
+
+# ---- userspace ----------------------------------------------------------
+
+user: $(USER_BUILD)/libqcow2.a qcow2ctl-bin tools
+
+$(USER_BUILD)/lib/%.o: lib/%.c $(LIB_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(USER_CFLAGS) -c -o $@ $<
+
+$(USER_BUILD)/libqcow2.a: $(patsubst lib/%.c,$(USER_BUILD)/lib/%.o,$(LIB_SRCS))
+	ar rcs $@ $^
+
+# Sanitized copy of the engine for unit tests and tools under test.
+$(USER_BUILD)/san/%.o: lib/%.c $(LIB_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_CFLAGS) -c -o $@ $<
+
+$(USER_BUILD)/libqcow2-san.a: $(patsubst lib/%.c,$(USER_BUILD)/san/%.o,$(LIB_SRCS))
+	ar rcs $@ $^
+
+qcow2ctl-bin: $(USER_BUILD)/libqcow2.a
+	$(MAKE) -C qcow2ctl
+
+tools: $(USER_BUILD)/libqcow2-san.a
+	$(MAKE) -C tests/tools
+
+unit: $(USER_BUILD)/libqcow2-san.a
+	$(MAKE) -C tests/unit run
+
+# ---- checks -----------------------------------------------------------
+
+CHECKPATCH ?= $(firstword $(wildcard /usr/src/linux-headers-*/scripts/checkpatch.pl))
+
+checkpatch:
+	@test -n "$(CHECKPATCH)" || { echo "checkpatch.pl not found"; exit 1; }
+	perl $(CHECKPATCH) --strict --no-tree --terse --show-types \
+		-f kernel/*.c kernel/*.h lib/*.c lib/*.h uapi/*.h
+
+test:
+	bash tests/run
+
+demo:
+	bash scripts/demo.sh
+
+clean:
+	rm -rf $(BUILD)
+	$(MAKE) -C qcow2ctl clean 2>/dev/null || true
+	$(MAKE) -C tests/tools clean 2>/dev/null || true
+	$(MAKE) -C tests/unit clean 2>/dev/null || true

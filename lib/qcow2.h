@@ -1,0 +1,379 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * qcow2 format engine: on-disk layout, limits, header validation, table
+ * entry decoding, guest-to-host mapping and the L2 table cache. Portable C,
+ * compiled into qcow2blk.ko and into userspace (tests, fuzzers, qcow2ctl).
+ *
+ * The engine does no I/O of its own: it reads image metadata through the
+ * struct qcow2_io callbacks of its user, and returns extents describing where
+ * guest data lives; the user moves the data.
+ *
+ * Locking: struct qcow2_image::l2c_lock protects the L2 cache. It is the only
+ * lock the engine takes; qcow2_map() takes and releases it, and may call
+ * qcow2_io::pread with it held (a cache miss). Callers must not hold it.
+ */
+#ifndef QCOW2_H
+#define QCOW2_H
+
+#include "qcow2_plat.h"
+
+/* ---- On-disk constants (docs/interop/qcow2.rst) ------------------------ */
+
+#define QCOW2_MAGIC			0x514649fbU	/* "QFI\xfb" */
+#define QCOW2_V2_HEADER_BYTES		72
+#define QCOW2_V3_HEADER_MIN_BYTES	104
+#define QCOW2_MIN_CLUSTER_BITS		9
+#define QCOW2_MAX_CLUSTER_BITS		21
+#define QCOW2_EXTL2_MIN_CLUSTER_BITS	14
+#define QCOW2_MAX_CLUSTER_SIZE		(1U << QCOW2_MAX_CLUSTER_BITS)
+#define QCOW2_MAX_REFCOUNT_ORDER	6
+
+/* Implementation limits, as QEMU's, against hostile images. */
+#define QCOW2_MAX_L1_BYTES		(32U << 20)
+#define QCOW2_MAX_REFTABLE_BYTES	(8U << 20)
+#define QCOW2_MAX_SNAPSHOTS		65536U
+#define QCOW2_MAX_BACKING_NAME		1023U
+#define QCOW2_MAX_DATA_FILE_NAME	1023U
+#define QCOW2_MAX_FORMAT_NAME		15U
+/* Host offsets in tables are bits 9-55. */
+#define QCOW2_MAX_HOST_OFFSET		(1ULL << 56)
+/* Virtual sizes beyond this overflow byte arithmetic on 64-bit offsets. */
+#define QCOW2_MAX_VIRTUAL_SIZE		(1ULL << 61)
+
+#define QCOW2_INCOMPAT_DIRTY_BITNR	0
+#define QCOW2_INCOMPAT_CORRUPT_BITNR	1
+#define QCOW2_INCOMPAT_DATA_FILE_BITNR	2
+#define QCOW2_INCOMPAT_COMPRESSION_BITNR 3
+#define QCOW2_INCOMPAT_EXTL2_BITNR	4
+#define QCOW2_INCOMPAT_DIRTY		BIT_ULL(QCOW2_INCOMPAT_DIRTY_BITNR)
+#define QCOW2_INCOMPAT_CORRUPT		BIT_ULL(QCOW2_INCOMPAT_CORRUPT_BITNR)
+#define QCOW2_INCOMPAT_DATA_FILE	BIT_ULL(QCOW2_INCOMPAT_DATA_FILE_BITNR)
+#define QCOW2_INCOMPAT_COMPRESSION	BIT_ULL(QCOW2_INCOMPAT_COMPRESSION_BITNR)
+#define QCOW2_INCOMPAT_EXTL2		BIT_ULL(QCOW2_INCOMPAT_EXTL2_BITNR)
+#define QCOW2_INCOMPAT_KNOWN		(QCOW2_INCOMPAT_DIRTY |		\
+					 QCOW2_INCOMPAT_CORRUPT |	\
+					 QCOW2_INCOMPAT_DATA_FILE |	\
+					 QCOW2_INCOMPAT_COMPRESSION |	\
+					 QCOW2_INCOMPAT_EXTL2)
+
+#define QCOW2_COMPAT_LAZY_REFCOUNTS	BIT_ULL(0)
+#define QCOW2_AUTOCLEAR_BITMAPS		BIT_ULL(0)
+#define QCOW2_AUTOCLEAR_DATA_FILE_RAW	BIT_ULL(1)
+
+#define QCOW2_CRYPT_NONE		0
+#define QCOW2_CRYPT_AES			1
+#define QCOW2_CRYPT_LUKS		2
+
+#define QCOW2_COMPRESSION_DEFLATE	0
+#define QCOW2_COMPRESSION_ZSTD		1
+
+#define QCOW2_EXT_END			0x00000000U
+#define QCOW2_EXT_BACKING_FORMAT	0xe2792acaU
+#define QCOW2_EXT_FEATURE_TABLE		0x6803f857U
+#define QCOW2_EXT_BITMAPS		0x23852875U
+#define QCOW2_EXT_CRYPTO		0x0537be77U
+#define QCOW2_EXT_DATA_FILE		0x44415441U
+
+/* L1 and L2 entry bits. */
+#define QCOW2_OFLAG_COPIED		BIT_ULL(63)
+#define QCOW2_OFLAG_COMPRESSED		BIT_ULL(62)
+#define QCOW2_OFLAG_ZERO		BIT_ULL(0)
+#define QCOW2_L1E_OFFSET_MASK		GENMASK_ULL(55, 9)
+#define QCOW2_L1E_RESERVED_MASK		(GENMASK_ULL(62, 56) | GENMASK_ULL(8, 0))
+#define QCOW2_L2E_OFFSET_MASK		GENMASK_ULL(55, 9)
+#define QCOW2_L2E_STD_RESERVED_MASK	(GENMASK_ULL(61, 56) | GENMASK_ULL(8, 1))
+#define QCOW2_SUBCLUSTERS		32
+#define QCOW2_COMPRESSED_SECTOR		512
+
+/* Header as stored, big-endian; v3 fields follow the v2 ones. */
+struct qcow2_disk_header {
+	__be32 magic;
+	__be32 version;
+	__be64 backing_file_offset;
+	__be32 backing_file_size;
+	__be32 cluster_bits;
+	__be64 size;
+	__be32 crypt_method;
+	__be32 l1_size;
+	__be64 l1_table_offset;
+	__be64 refcount_table_offset;
+	__be32 refcount_table_clusters;
+	__be32 nb_snapshots;
+	__be64 snapshots_offset;
+	/* version 3 */
+	__be64 incompatible_features;
+	__be64 compatible_features;
+	__be64 autoclear_features;
+	__be32 refcount_order;
+	__be32 header_length;
+	/* present when header_length > 104 */
+	u8 compression_type;
+	u8 padding[7];
+};
+
+struct qcow2_disk_ext_hdr {
+	__be32 type;
+	__be32 len;
+};
+
+/* ---- Errors --------------------------------------------------------- */
+
+/*
+ * Human-readable reason for a refusal, filled by the engine, shown by
+ * qcow2ctl and in the kernel's extended ack. Always NUL-terminated.
+ */
+#define QCOW2_ERR_MSG_BYTES		160
+
+struct qcow2_err {
+	char msg[QCOW2_ERR_MSG_BYTES];
+};
+
+/* ---- Decoded header ---------------------------------------------------- */
+
+/* A string that lives in the header cluster: byte range, not terminated. */
+struct qcow2_name_ref {
+	u32 off;			/* bytes from start of file; 0 if absent */
+	u32 len;			/* bytes */
+};
+
+struct qcow2_header {
+	u32 version;			/* 2 or 3 */
+	u32 cluster_bits;		/* 9..21 */
+	u32 cluster_size;		/* bytes */
+	u64 size;			/* virtual size, bytes */
+	u32 crypt_method;		/* QCOW2_CRYPT_* */
+	u32 l1_size;			/* entries */
+	u64 l1_table_offset;		/* bytes, cluster aligned */
+	u64 refcount_table_offset;	/* bytes, cluster aligned */
+	u32 refcount_table_clusters;	/* clusters */
+	u32 nb_snapshots;
+	u64 snapshots_offset;		/* bytes, cluster aligned */
+	u64 incompatible_features;	/* 0 for v2 */
+	u64 compatible_features;	/* 0 for v2 */
+	u64 autoclear_features;		/* 0 for v2 */
+	u32 refcount_order;		/* 4 for v2 */
+	u32 header_length;		/* bytes; 72 for v2 */
+	u8 compression_type;		/* QCOW2_COMPRESSION_* */
+
+	/* derived */
+	bool extended_l2;		/* 128-bit L2 entries, subclusters */
+	u32 l2_entry_bytes;		/* 8 or 16 */
+	u32 l2_bits;			/* log2(entries per L2 table) */
+	u32 subcluster_bits;		/* log2(subcluster size) */
+	u32 l1_needed;			/* L1 entries that cover size */
+
+	/* header extensions and names, located inside the header cluster */
+	struct qcow2_name_ref backing_file;
+	struct qcow2_name_ref backing_format;
+	struct qcow2_name_ref data_file;
+	bool has_crypto_ext;
+	bool has_bitmaps_ext;
+};
+
+/* What the caller is prepared to serve; refusals name the first missing. */
+#define QCOW2_OPEN_WRITABLE		BIT_ULL(0)
+#define QCOW2_OPEN_ALLOW_BACKING	BIT_ULL(1)
+#define QCOW2_OPEN_ALLOW_DATA_FILE	BIT_ULL(2)
+
+/**
+ * qcow2_header_decode() - decode and validate an image header
+ * @buf: the first bytes of the image file
+ * @buf_len: bytes in @buf: min(file size, QCOW2_MAX_CLUSTER_SIZE) is enough
+ * @file_size: size of the image file in bytes
+ * @h: decoded header on success
+ * @err: reason on failure
+ *
+ * Checks everything that can be checked without reading more of the file:
+ * magic, version, field ranges and alignment, tables inside the file, header
+ * extensions, feature bits known to this engine.
+ *
+ * Return: 0, -EINVAL (not qcow2, or a field out of range), -EUCLEAN
+ * (inconsistent metadata), -EOPNOTSUPP (unknown incompatible features or an
+ * unknown compression type).
+ */
+int qcow2_header_decode(const void *buf, size_t buf_len, u64 file_size,
+			struct qcow2_header *h, struct qcow2_err *err);
+
+/**
+ * qcow2_header_check_supported() - refuse what the caller cannot serve
+ * @h: a header accepted by qcow2_header_decode()
+ * @open_flags: QCOW2_OPEN_* the caller supports
+ * @err: reason on failure, naming the feature
+ *
+ * Return: 0 or -EOPNOTSUPP (encryption, backing file, data file, corrupt
+ * or dirty image opened writable ...).
+ */
+int qcow2_header_check_supported(const struct qcow2_header *h, u64 open_flags,
+				 struct qcow2_err *err);
+
+/* ---- Entry decoding --------------------------------------------------- */
+
+enum qcow2_sc_type {
+	QCOW2_SC_NORMAL,		/* data at host_off */
+	QCOW2_SC_COMPRESSED,		/* whole cluster, compressed */
+	QCOW2_SC_ZERO_PLAIN,		/* reads zero, no host cluster */
+	QCOW2_SC_ZERO_ALLOC,		/* reads zero, host cluster kept */
+	QCOW2_SC_UNALLOC_PLAIN,		/* backing or zero, no host cluster */
+	QCOW2_SC_UNALLOC_ALLOC,		/* backing or zero, host cluster kept */
+};
+
+struct qcow2_l2_desc {
+	enum qcow2_sc_type type;
+	u64 host_off;		/* NORMAL/ZERO_ALLOC: host offset of cluster */
+	u64 comp_off;		/* COMPRESSED: byte offset of data */
+	u32 comp_bytes;		/* COMPRESSED: bytes to read from comp_off */
+};
+
+/**
+ * qcow2_l1_entry_decode() - check an L1 entry
+ * @h: header
+ * @entry: host-endian L1 entry
+ * @l2_off: host offset of the L2 table, 0 if unallocated
+ *
+ * Return: 0 or -EUCLEAN (reserved bits set, misaligned offset).
+ */
+int qcow2_l1_entry_decode(const struct qcow2_header *h, u64 entry,
+			  u64 *l2_off);
+
+/**
+ * qcow2_l2_entry_decode() - classify one (sub)cluster
+ * @h: header
+ * @entry: host-endian first word of the L2 entry
+ * @bitmap: host-endian subcluster bitmap (extended L2 only, else 0)
+ * @sc: subcluster index 0..31 (extended L2 only, else 0)
+ * @d: result
+ *
+ * Return: 0 or -EUCLEAN (reserved bits, misaligned offset, allocation and
+ * zero bits both set, bitmap on a compressed cluster ...).
+ */
+int qcow2_l2_entry_decode(const struct qcow2_header *h, u64 entry, u64 bitmap,
+			  unsigned int sc, struct qcow2_l2_desc *d);
+
+/* ---- Metadata I/O --------------------------------------------------- */
+
+struct qcow2_io {
+	/*
+	 * Read @len bytes at @off into @buf (from qcow2_alloc_io() when @len
+	 * is at most a page). Bytes beyond the end of file read as zero.
+	 * Returns 0 or -errno. May sleep.
+	 */
+	int (*pread)(void *priv, void *buf, size_t len, u64 off);
+	void *priv;
+};
+
+/* ---- L2 cache ------------------------------------------------------- */
+
+/*
+ * Caches fixed-size slices of L2 tables (min(cluster size, 4 KiB) bytes),
+ * keyed by host offset, evicting the least recently used slice. Bounded by
+ * nr_slices, at least QCOW2_L2C_MIN_SLICES.
+ */
+#define QCOW2_L2C_MIN_SLICES		2
+#define QCOW2_L2C_MAX_SLICE_BYTES	4096U
+#define QCOW2_L2C_DEFAULT_MAX_BYTES	(8U << 20)
+
+struct qcow2_l2c_slice;
+
+struct qcow2_l2c_stats {
+	u64 hits;		/* lookups served from memory */
+	u64 misses;		/* lookups that read the image */
+	u64 evictions;		/* slices dropped to make room */
+};
+
+struct qcow2_l2_cache {
+	u32 slice_bytes;		/* bytes per slice */
+	u32 nr_slices;			/* capacity */
+	u32 nr_used;			/* slices holding a table */
+	u32 nr_buckets;			/* hash buckets, power of two */
+	struct qcow2_l2c_slice *slices;	/* nr_slices entries */
+	s32 *buckets;			/* index of first slice, -1 if none */
+	s32 lru_head;			/* most recently used, -1 if empty */
+	s32 lru_tail;			/* least recently used */
+	struct qcow2_l2c_stats stats;
+};
+
+/* ---- Image and mapping ---------------------------------------------- */
+
+struct qcow2_open_opts {
+	u64 flags;			/* QCOW2_OPEN_* */
+	u64 l2_cache_bytes;		/* 0: default (cover disk, capped) */
+};
+
+struct qcow2_image {
+	struct qcow2_header h;
+	struct qcow2_io io;
+	u64 file_size;			/* bytes, image file */
+	__be64 *l1;			/* active L1 table, h.l1_size entries */
+	struct qcow2_mutex l2c_lock;	/* protects l2c */
+	struct qcow2_l2_cache l2c;	/* guarded by l2c_lock */
+};
+
+enum qcow2_ext_type {
+	QCOW2_EXT_DATA,		/* guest bytes at host_off, contiguous */
+	QCOW2_EXT_ZERO,		/* reads as zero */
+	QCOW2_EXT_UNALLOC,	/* not in this image: backing, else zero */
+	QCOW2_EXT_COMPRESSED,	/* within one compressed cluster */
+};
+
+struct qcow2_extent {
+	enum qcow2_ext_type type;
+	u64 len;		/* bytes of guest data described */
+	u64 host_off;		/* DATA: host offset of the first byte */
+	u64 comp_off;		/* COMPRESSED: host offset of compressed data */
+	u32 comp_bytes;		/* COMPRESSED: bytes of compressed data */
+	u32 cluster_off;	/* COMPRESSED: offset of guest_off in cluster */
+};
+
+/**
+ * qcow2_image_open() - validate an image and prepare it for mapping
+ * @img: zeroed by the caller
+ * @io: metadata reader
+ * @file_size: bytes in the image file
+ * @opts: flags and cache size
+ * @err: reason on failure
+ *
+ * Reads the header cluster and the active L1 table, checks them, and sizes
+ * the L2 cache.
+ *
+ * Return: 0 or -errno (see qcow2_header_decode(), plus -ENOMEM, -EIO).
+ */
+int qcow2_image_open(struct qcow2_image *img, const struct qcow2_io *io,
+		     u64 file_size, const struct qcow2_open_opts *opts,
+		     struct qcow2_err *err);
+
+/** qcow2_image_close() - release everything qcow2_image_open() set up */
+void qcow2_image_close(struct qcow2_image *img);
+
+/**
+ * qcow2_map() - find where guest bytes live
+ * @img: open image
+ * @guest_off: first guest byte, below h.size
+ * @len: bytes wanted, > 0
+ * @ext: the longest extent from @guest_off (at most @len bytes) whose bytes
+ *       share one type and, for DATA, are contiguous on the host
+ *
+ * Bytes at or beyond the virtual size are reported as ZERO. Takes l2c_lock;
+ * may read an L2 slice.
+ *
+ * Return: 0, -EUCLEAN (corrupt table entry, logged rate-limited with table
+ * and offset), -EIO or -ENOMEM.
+ */
+int qcow2_map(struct qcow2_image *img, u64 guest_off, u64 len,
+	      struct qcow2_extent *ext);
+
+/**
+ * qcow2_l2c_resize() - change the L2 cache capacity
+ * @img: open image
+ * @bytes: new size; rounded to slices, at least QCOW2_L2C_MIN_SLICES
+ *
+ * Return: 0, -ENOMEM (old cache kept).
+ */
+int qcow2_l2c_resize(struct qcow2_image *img, u64 bytes);
+
+/** qcow2_l2c_bytes() - current L2 cache capacity in bytes */
+u64 qcow2_l2c_bytes(const struct qcow2_image *img);
+
+/** qcow2_l2c_get_stats() - snapshot the L2 cache counters */
+void qcow2_l2c_get_stats(struct qcow2_image *img, struct qcow2_l2c_stats *st);
+
+#endif /* QCOW2_H */

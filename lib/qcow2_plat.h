@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The one seam between the qcow2 engine and its host: the Linux kernel or a
+ * userspace program (unit tests, fuzzers, tools). Everything the engine needs
+ * from its environment is named here: fixed-width types, byte order, errno
+ * values, memory, a mutex and rate-limited logging. The engine includes no
+ * other system header.
+ */
+#ifndef QCOW2_PLAT_H
+#define QCOW2_PLAT_H
+
+#ifdef __KERNEL__
+
+#include <linux/types.h>
+#include <linux/errno.h>
+#include <linux/kernel.h>
+#include <linux/string.h>
+#include <linux/slab.h>
+#include <linux/mm.h>
+#include <linux/mutex.h>
+#include <linux/lockdep.h>
+#include <linux/printk.h>
+#include <linux/build_bug.h>
+#include <linux/log2.h>
+#include <linux/math64.h>
+#include <asm/byteorder.h>
+
+/* Engine allocations happen on the I/O path: never recurse into the fs. */
+static inline void *qcow2_alloc(size_t size)
+{
+	return kvmalloc(size, GFP_NOIO);
+}
+
+static inline void *qcow2_zalloc(size_t size)
+{
+	return kvzalloc(size, GFP_NOIO);
+}
+
+static inline void qcow2_free(void *p)
+{
+	kvfree(p);
+}
+
+/*
+ * Buffers that may be the target of direct I/O: naturally aligned to their
+ * (power of two, at most PAGE_SIZE) size, and never vmalloc memory.
+ */
+static inline void *qcow2_alloc_io(size_t size)
+{
+	return kmalloc(size, GFP_NOIO);
+}
+
+static inline void qcow2_free_io(void *p)
+{
+	kfree(p);
+}
+
+struct qcow2_mutex {
+	struct mutex m;
+};
+
+#define qcow2_mutex_init(l)	mutex_init(&(l)->m)
+#define qcow2_mutex_destroy(l)	mutex_destroy(&(l)->m)
+#define qcow2_mutex_lock(l)	mutex_lock(&(l)->m)
+#define qcow2_mutex_unlock(l)	mutex_unlock(&(l)->m)
+#define qcow2_mutex_assert_held(l) lockdep_assert_held(&(l)->m)
+
+#define qcow2_log_ratelimited(fmt, ...) \
+	pr_warn_ratelimited("qcow2blk: " fmt "\n", ##__VA_ARGS__)
+
+#define QCOW2_BUILD_BUG_ON(cond) BUILD_BUG_ON(cond)
+
+#else /* !__KERNEL__ */
+
+#include <stdint.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <endian.h>
+#include <pthread.h>
+#include <assert.h>
+
+typedef uint8_t u8;
+typedef uint16_t u16;
+typedef uint32_t u32;
+typedef uint64_t u64;
+typedef int64_t s64;
+typedef uint32_t __be32;
+typedef uint64_t __be64;
+typedef uint16_t __be16;
+
+#ifndef EUCLEAN
+#define EUCLEAN 117
+#endif
+
+#define be16_to_cpu(x)	be16toh(x)
+#define be32_to_cpu(x)	be32toh(x)
+#define be64_to_cpu(x)	be64toh(x)
+#define cpu_to_be16(x)	htobe16(x)
+#define cpu_to_be32(x)	htobe32(x)
+#define cpu_to_be64(x)	htobe64(x)
+
+#ifndef min_t
+#define min_t(t, a, b)	((t)(a) < (t)(b) ? (t)(a) : (t)(b))
+#define max_t(t, a, b)	((t)(a) > (t)(b) ? (t)(a) : (t)(b))
+#endif
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#endif
+#ifndef BIT_ULL
+#define BIT_ULL(n)	(1ULL << (n))
+#endif
+#ifndef GENMASK_ULL
+#define GENMASK_ULL(h, l) \
+	((~0ULL << (l)) & (~0ULL >> (63 - (h))))
+#endif
+#ifndef IS_ALIGNED
+#define IS_ALIGNED(x, a)	(((x) & ((__typeof__(x))(a) - 1)) == 0)
+#endif
+#ifndef ALIGN_DOWN
+#define ALIGN_DOWN(x, a)	((x) & ~((__typeof__(x))(a) - 1))
+#endif
+#ifndef DIV_ROUND_UP_ULL
+#define DIV_ROUND_UP_ULL(n, d)	(((n) + (d) - 1) / (d))
+#endif
+#ifndef likely
+#define likely(x)	__builtin_expect(!!(x), 1)
+#define unlikely(x)	__builtin_expect(!!(x), 0)
+#endif
+#define fallthrough	__attribute__((__fallthrough__))
+
+static inline void *qcow2_alloc(size_t size)
+{
+	return malloc(size);
+}
+
+static inline void *qcow2_zalloc(size_t size)
+{
+	return calloc(1, size);
+}
+
+static inline void qcow2_free(void *p)
+{
+	free(p);
+}
+
+static inline void *qcow2_alloc_io(size_t size)
+{
+	void *p;
+
+	if (posix_memalign(&p, size < 512 ? 512 : size, size))
+		return NULL;
+	return p;
+}
+
+static inline void qcow2_free_io(void *p)
+{
+	free(p);
+}
+
+struct qcow2_mutex {
+	pthread_mutex_t m;
+};
+
+#define qcow2_mutex_init(l)	pthread_mutex_init(&(l)->m, NULL)
+#define qcow2_mutex_destroy(l)	pthread_mutex_destroy(&(l)->m)
+#define qcow2_mutex_lock(l)	pthread_mutex_lock(&(l)->m)
+#define qcow2_mutex_unlock(l)	pthread_mutex_unlock(&(l)->m)
+#define qcow2_mutex_assert_held(l) do { } while (0)
+
+/* Tests set this to silence expected corruption reports. */
+extern int qcow2_log_quiet;
+
+#define qcow2_log_ratelimited(fmt, ...) do {				\
+	if (!qcow2_log_quiet)						\
+		fprintf(stderr, "qcow2: " fmt "\n", ##__VA_ARGS__);	\
+} while (0)
+
+#define QCOW2_BUILD_BUG_ON(cond) \
+	_Static_assert(!(cond), "build bug: " #cond)
+
+#endif /* __KERNEL__ */
+
+#endif /* QCOW2_PLAT_H */
