@@ -44,15 +44,17 @@ module:
 		$(MAKE) --no-print-directory module-one KVER1=$$v || exit 1; \
 	done
 
-# Copy sources into build/<kver>/ and run kbuild there.
+# Copy sources into build/<kver>/ and run kbuild there. cp -a keeps
+# timestamps, so kbuild rebuilds only what changed; sources deleted upstream
+# are pruned from the copy.
 module-one:
-	@mkdir -p $(BUILD)/$(KVER1)
-	@rsync -a --delete --exclude='*.o' --exclude='*.cmd' \
-		kernel/ $(BUILD)/$(KVER1)/ 2>/dev/null || \
-		cp -a kernel/. $(BUILD)/$(KVER1)/
-	@mkdir -p $(BUILD)/$(KVER1)/lib $(BUILD)/$(KVER1)/uapi
-	@cp -a lib/*.c lib/*.h $(BUILD)/$(KVER1)/lib/
-	@cp -a uapi/qcow2blk.h $(BUILD)/$(KVER1)/uapi/
+	@d=$(BUILD)/$(KVER1); mkdir -p $$d/lib $$d/uapi; \
+	for f in $$d/*.c $$d/*.h $$d/lib/*.c $$d/lib/*.h; do \
+		[ -e "$$f" ] || continue; \
+		case $$f in $$d/lib/*) src=lib/$${f##*/};; *) src=kernel/$${f##*/};; esac; \
+		[ -e "$$src" ] || rm -f "$$f"; \
+	done; \
+	cp -a kernel/. $$d/ && cp -a lib/. $$d/lib/ && cp -a uapi/. $$d/uapi/
 	$(MAKE) -C /lib/modules/$(KVER1)/build M=$(CURDIR)/$(BUILD)/$(KVER1) \
 		W=$(W) modules
 	@echo "built $(BUILD)/$(KVER1)/qcow2blk.ko"

@@ -65,4 +65,21 @@ apt-get install -y -q --no-install-recommends -t bookworm-backports \
 
 apt-get install -y -q --no-install-recommends -t trixie virtme-ng
 
+# checkpatch.pl is not in Debian's headers packages: take it (and the data
+# files it reads) from the matching kernel source package, into the headers'
+# scripts/ folder where kernel developers expect it.
+hdr_common=$(ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V | head -n 1)
+if [ -n "$hdr_common" ] && [ ! -f "$hdr_common/scripts/checkpatch.pl" ]; then
+	src_pkg=$(apt-cache depends -t bookworm linux-source | awk '/Depends: linux-source-6/ {print $2; exit}')
+	apt-get install -y -q --no-install-recommends "$src_pkg" xz-utils
+	tarball=$(ls /usr/src/linux-source-*.tar.xz | head -n 1)
+	tmp=$(mktemp -d)
+	tar -C "$tmp" -xJf "$tarball" --wildcards --no-anchored \
+		'scripts/checkpatch.pl' 'scripts/spelling.txt' \
+		'scripts/const_structs.checkpatch'
+	cp "$tmp"/*/scripts/checkpatch.pl "$tmp"/*/scripts/spelling.txt \
+		"$tmp"/*/scripts/const_structs.checkpatch "$hdr_common/scripts/"
+	rm -rf "$tmp"
+fi
+
 echo "setup.sh: kernels: $(ls /lib/modules | tr '\n' ' ')"

@@ -36,7 +36,7 @@
 #define QCOW2BLK_S_EXTENDED_L2		(1ULL << 2) /* image has subclusters */
 #define QCOW2BLK_S_ZSTD			(1ULL << 3) /* zstd compression */
 
-enum qcow2blk_cmd {
+enum qcow2blk_nl_cmd {
 	QCOW2BLK_CMD_UNSPEC,
 	/* FD, [FLAGS], [L2_CACHE_BYTES], [INDEX] -> device attributes */
 	QCOW2BLK_CMD_ATTACH,
@@ -56,7 +56,7 @@ enum qcow2blk_cmd {
 };
 #define QCOW2BLK_CMD_MAX (__QCOW2BLK_CMD_MAX - 1)
 
-enum qcow2blk_attr {
+enum qcow2blk_nl_attr {
 	QCOW2BLK_ATTR_UNSPEC,
 	QCOW2BLK_ATTR_PAD,
 	QCOW2BLK_ATTR_INDEX,		/* u32: N of /dev/qcowN */

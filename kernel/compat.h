@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The few kernel interfaces that differ between the supported kernels
+ * (Debian's 6.1 and 6.12). Features are detected by Kbuild from the target's
+ * headers (QCOW2BLK_HAVE_*), never by version number.
+ */
+#ifndef QCOW2BLK_COMPAT_H
+#define QCOW2BLK_COMPAT_H
+
+#include <linux/blkdev.h>
+#include <linux/blk-mq.h>
+#include <net/netlink.h>
+
+/* Queue settings, applied the way the target kernel wants them. */
+struct qcow2blk_limits {
+	unsigned int logical_block_size;	/* bytes */
+	unsigned int physical_block_size;	/* bytes */
+	unsigned int io_min;			/* bytes */
+	unsigned int max_hw_sectors;		/* 512-byte sectors */
+};
+
+#ifdef QCOW2BLK_HAVE_ALLOC_DISK_LIMITS
+static inline struct gendisk *
+qcow2blk_alloc_disk(struct blk_mq_tag_set *set,
+		    const struct qcow2blk_limits *l, void *queuedata)
+{
+	struct queue_limits lim = {
+		.logical_block_size = l->logical_block_size,
+		.physical_block_size = l->physical_block_size,
+		.io_min = l->io_min,
+		.max_hw_sectors = l->max_hw_sectors,
+	};
+
+	return blk_mq_alloc_disk(set, &lim, queuedata);
+}
+#else
+static inline struct gendisk *
+qcow2blk_alloc_disk(struct blk_mq_tag_set *set,
+		    const struct qcow2blk_limits *l, void *queuedata)
+{
+	struct gendisk *disk = blk_mq_alloc_disk(set, queuedata);
+
+	if (IS_ERR(disk))
+		return disk;
+	blk_queue_logical_block_size(disk->queue, l->logical_block_size);
+	blk_queue_physical_block_size(disk->queue, l->physical_block_size);
+	blk_queue_io_min(disk->queue, l->io_min);
+	blk_queue_max_hw_sectors(disk->queue, l->max_hw_sectors);
+	/* Not rotational: the 6.12 default, explicit on older kernels. */
+	blk_queue_flag_set(QUEUE_FLAG_NONROT, disk->queue);
+	return disk;
+}
+#endif
+
+/*
+ * block_device_operations open/release/ioctl changed signature when
+ * blk_mode_t replaced fmode_t. Drivers implement
+ *   int name_open(struct gendisk *disk, bool write);
+ *   void name_release(struct gendisk *disk);
+ * and these macros define the callbacks the target kernel expects.
+ */
+#ifdef QCOW2BLK_HAVE_BLK_MODE_T
+typedef blk_mode_t qcow2blk_mode_t;
+
+#define QCOW2BLK_DEFINE_OPEN_RELEASE(open_fn, release_fn)		\
+static int open_fn##_cb(struct gendisk *disk, blk_mode_t mode)		\
+{									\
+	return open_fn(disk, !!(mode & BLK_OPEN_WRITE));		\
+}									\
+static void release_fn##_cb(struct gendisk *disk)			\
+{									\
+	release_fn(disk);						\
+}
+#else
+typedef fmode_t qcow2blk_mode_t;
+
+#define QCOW2BLK_DEFINE_OPEN_RELEASE(open_fn, release_fn)		\
+static int open_fn##_cb(struct block_device *bdev, fmode_t mode)	\
+{									\
+	return open_fn(bdev->bd_disk, !!(mode & FMODE_WRITE));		\
+}									\
+static void release_fn##_cb(struct gendisk *disk, fmode_t mode)	\
+{									\
+	release_fn(disk);						\
+}
+#endif
+
+/*
+ * Formatted extack messages appeared after 6.1. Without them the reply
+ * carries a fixed summary and the details go to the kernel log.
+ */
+#ifdef NL_SET_ERR_MSG_FMT
+/* Bounded so that long engine messages are cut, not warned about. */
+#define QCOW2BLK_SET_ERR_MSG(extack, summary, detail)			\
+	NL_SET_ERR_MSG_FMT(extack, "%.*s",				\
+			   NETLINK_MAX_FMTMSG_LEN - 1, detail)
+#else
+#define QCOW2BLK_SET_ERR_MSG(extack, summary, detail)			\
+	NL_SET_ERR_MSG(extack, summary)
+#endif
+
+#endif /* QCOW2BLK_COMPAT_H */

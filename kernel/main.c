@@ -1,0 +1,416 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * qcow2blk: QEMU qcow2 images as block devices /dev/qcowN.
+ *
+ * This file owns device lifetime: the table of devices, attach (validate the
+ * image through the engine, then build the blk-mq disk), detach, and the
+ * block device operations. Requests are served by io.c.
+ *
+ * A device holds a module reference from attach to detach, so the module
+ * cannot be unloaded while any device exists. Detach of an open device fails
+ * with -EBUSY; once detach has begun, new opens fail with -ENODEV.
+ */
+#include <linux/module.h>
+#include <linux/blkdev.h>
+#include <linux/blk-mq.h>
+#include <linux/xarray.h>
+#include <linux/file.h>
+#include <linux/uaccess.h>
+
+#include "qcow2blk_priv.h"
+
+/* Serializes attach, detach and resize; protects the device table. */
+DEFINE_MUTEX(qcow2blk_ctl_mutex);
+static DEFINE_XARRAY_ALLOC(qcow2blk_devs);	/* index -> device */
+static int qcow2blk_major;
+
+/**
+ * qcow2blk_dev_state() - QCOW2BLK_S_* bits describing a device
+ * @dev: device
+ *
+ * Context: any.
+ * Return: the state bits.
+ */
+u64 qcow2blk_dev_state(struct qcow2blk_dev *dev)
+{
+	u64 state = QCOW2BLK_S_READ_ONLY;
+
+	if (dev->direct_io)
+		state |= QCOW2BLK_S_DIRECT_IO;
+	if (dev->img.h.extended_l2)
+		state |= QCOW2BLK_S_EXTENDED_L2;
+	if (dev->img.h.compression_type == QCOW2_COMPRESSION_ZSTD)
+		state |= QCOW2BLK_S_ZSTD;
+	return state;
+}
+
+static int qcow2blk_open(struct gendisk *disk, bool write)
+{
+	struct qcow2blk_dev *dev = disk->private_data;
+	int ret = 0;
+
+	mutex_lock(&dev->lock);
+	if (dev->removing)
+		ret = -ENODEV;
+	else if (write)
+		ret = -EROFS;
+	else
+		dev->open_count++;
+	mutex_unlock(&dev->lock);
+	return ret;
+}
+
+static void qcow2blk_release(struct gendisk *disk)
+{
+	struct qcow2blk_dev *dev = disk->private_data;
+
+	mutex_lock(&dev->lock);
+	dev->open_count--;
+	mutex_unlock(&dev->lock);
+}
+
+QCOW2BLK_DEFINE_OPEN_RELEASE(qcow2blk_open, qcow2blk_release)
+
+static void qcow2blk_fill_info(struct qcow2blk_dev *dev,
+			       struct qcow2blk_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->version = QCOW2BLK_GENL_VERSION;
+	info->index = dev->index;
+	info->flags = dev->flags;
+	info->state = qcow2blk_dev_state(dev);
+	info->virtual_size = dev->img.h.size;
+	info->l2_cache_bytes = qcow2_l2c_bytes(&dev->img);
+	info->cluster_size = dev->img.h.cluster_size;
+	info->format_version = dev->img.h.version;
+}
+
+static int qcow2blk_ioctl(struct block_device *bdev, qcow2blk_mode_t mode,
+			  unsigned int cmd, unsigned long arg)
+{
+	struct qcow2blk_dev *dev = bdev->bd_disk->private_data;
+	struct qcow2blk_info __user *uinfo = (void __user *)arg;
+	struct qcow2blk_info info;
+	u32 version;
+
+	switch (cmd) {
+	case QCOW2BLK_IOC_GET_INFO:
+		if (get_user(version, &uinfo->version))
+			return -EFAULT;
+		if (version != QCOW2BLK_GENL_VERSION)
+			return -EINVAL;
+		qcow2blk_fill_info(dev, &info);
+		if (copy_to_user(uinfo, &info, sizeof(info)))
+			return -EFAULT;
+		return 0;
+	default:
+		return -ENOTTY;
+	}
+}
+
+static const struct block_device_operations qcow2blk_fops = {
+	.owner		= THIS_MODULE,
+	.open		= qcow2blk_open_cb,
+	.release	= qcow2blk_release_cb,
+	.ioctl		= qcow2blk_ioctl,
+};
+
+/**
+ * qcow2blk_dev_find() - look up a device by index
+ * @index: N of /dev/qcowN
+ *
+ * Context: qcow2blk_ctl_mutex held, so the device cannot go away.
+ * Return: the device or NULL.
+ */
+struct qcow2blk_dev *qcow2blk_dev_find(int index)
+{
+	lockdep_assert_held(&qcow2blk_ctl_mutex);
+	if (index < 0)
+		return NULL;
+	return xa_load(&qcow2blk_devs, index);
+}
+
+/**
+ * qcow2blk_dev_next() - iterate over devices in index order
+ * @index: in: first index to consider; out: index of the device returned
+ *
+ * Context: qcow2blk_ctl_mutex held.
+ * Return: the device or NULL when there is none left.
+ */
+struct qcow2blk_dev *qcow2blk_dev_next(unsigned long *index)
+{
+	lockdep_assert_held(&qcow2blk_ctl_mutex);
+	return xa_find(&qcow2blk_devs, index, ULONG_MAX, XA_PRESENT);
+}
+
+static int qcow2blk_init_tag_set(struct qcow2blk_dev *dev)
+{
+	struct blk_mq_tag_set *set = &dev->tag_set;
+
+	set->ops = &qcow2blk_mq_ops;
+	set->nr_hw_queues = num_online_cpus();
+	set->queue_depth = QCOW2BLK_QUEUE_DEPTH;
+	set->numa_node = NUMA_NO_NODE;
+	set->cmd_size = sizeof(struct qcow2blk_cmd);
+	set->flags = BLK_MQ_F_SHOULD_MERGE;
+	set->driver_data = dev;
+	return blk_mq_alloc_tag_set(set);
+}
+
+static int qcow2blk_init_disk(struct qcow2blk_dev *dev)
+{
+	u32 cluster_size = dev->img.h.cluster_size;
+	struct qcow2blk_limits lim = {
+		.logical_block_size = SECTOR_SIZE,
+		.physical_block_size = min_t(u32, cluster_size, PAGE_SIZE),
+		.io_min = min_t(u32, cluster_size, PAGE_SIZE),
+		.max_hw_sectors = QCOW2BLK_MAX_HW_SECTORS,
+	};
+	struct gendisk *disk;
+
+	disk = qcow2blk_alloc_disk(&dev->tag_set, &lim, dev);
+	if (IS_ERR(disk))
+		return PTR_ERR(disk);
+
+	disk->major = qcow2blk_major;
+	disk->first_minor = dev->index << QCOW2BLK_PART_SHIFT;
+	disk->minors = 1 << QCOW2BLK_PART_SHIFT;
+	disk->fops = &qcow2blk_fops;
+	disk->private_data = dev;
+	snprintf(disk->disk_name, DISK_NAME_LEN, QCOW2BLK_DISK_PREFIX "%d",
+		 dev->index);
+	/* Guest bytes past the virtual size read as zero up to the sector. */
+	set_capacity(disk, DIV_ROUND_UP_ULL(dev->img.h.size, SECTOR_SIZE));
+	set_disk_ro(disk, true);
+	dev->disk = disk;
+	return 0;
+}
+
+static void qcow2blk_err(struct qcow2_err *err, const char *msg)
+{
+	strscpy(err->msg, msg, sizeof(err->msg));
+}
+
+static int qcow2blk_check_attach(const struct qcow2blk_attach *a,
+				 struct qcow2_err *err)
+{
+	struct inode *inode = file_inode(a->file);
+
+	if (a->flags & ~QCOW2BLK_F_ALL) {
+		qcow2blk_err(err, "unknown attach flags");
+		return -EINVAL;
+	}
+	if (!(a->flags & QCOW2BLK_F_READ_ONLY)) {
+		qcow2blk_err(err, "writing is not supported yet: attach read-only");
+		return -EOPNOTSUPP;
+	}
+	if (!S_ISREG(inode->i_mode)) {
+		qcow2blk_err(err, "image is not a regular file");
+		return -EINVAL;
+	}
+	if (!(a->file->f_mode & FMODE_READ) || !a->file->f_op->read_iter) {
+		qcow2blk_err(err, "image file is not open for reading");
+		return -EBADF;
+	}
+	if (a->index >= (int)QCOW2BLK_MAX_DEVICES) {
+		qcow2blk_err(err, "device index out of range");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/**
+ * qcow2blk_dev_attach() - create /dev/qcowN for an image
+ * @a: the open image file and attach options
+ * @err: reason on failure
+ *
+ * Everything that can be refused is checked before the disk is announced.
+ *
+ * Context: process context, qcow2blk_ctl_mutex held.
+ * Return: the new device or an ERR_PTR().
+ */
+struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
+					 struct qcow2_err *err)
+{
+	struct qcow2_open_opts opts = {
+		.flags = 0,
+		.l2_cache_bytes = a->l2_cache_bytes,
+	};
+	struct qcow2_io io = { .pread = qcow2blk_meta_pread };
+	struct xa_limit limit = XA_LIMIT(0, QCOW2BLK_MAX_DEVICES - 1);
+	struct qcow2blk_dev *dev;
+	u32 index;
+	int ret;
+
+	lockdep_assert_held(&qcow2blk_ctl_mutex);
+	ret = qcow2blk_check_attach(a, err);
+	if (ret)
+		return ERR_PTR(ret);
+
+	dev = kzalloc(sizeof(*dev), GFP_KERNEL);
+	if (!dev)
+		return ERR_PTR(-ENOMEM);
+	mutex_init(&dev->lock);
+	dev->flags = a->flags;
+	dev->file = get_file(a->file);
+	dev->index = -1;
+
+	if (!(a->flags & QCOW2BLK_F_BUFFERED_IO))
+		dev->direct_io = qcow2blk_probe_direct_io(dev->file);
+
+	io.priv = dev;
+	ret = qcow2_image_open(&dev->img, &io,
+			       i_size_read(file_inode(dev->file)), &opts, err);
+	if (ret)
+		goto out_put_file;
+	qcow2blk_zcache_init(dev);
+
+	if (a->index >= 0) {
+		index = a->index;
+		ret = xa_insert(&qcow2blk_devs, index, dev, GFP_KERNEL);
+		if (ret == -EBUSY)
+			qcow2blk_err(err, "device index already in use");
+	} else {
+		ret = xa_alloc(&qcow2blk_devs, &index, dev, limit, GFP_KERNEL);
+		if (ret == -EBUSY)
+			qcow2blk_err(err, "no free device index");
+	}
+	if (ret)
+		goto out_close_image;
+	dev->index = index;
+
+	dev->wq = alloc_workqueue("qcow2blk%d", WQ_MEM_RECLAIM | WQ_UNBOUND,
+				  0, dev->index);
+	if (!dev->wq) {
+		ret = -ENOMEM;
+		goto out_erase;
+	}
+
+	ret = qcow2blk_init_tag_set(dev);
+	if (ret)
+		goto out_destroy_wq;
+
+	ret = qcow2blk_init_disk(dev);
+	if (ret)
+		goto out_free_tag_set;
+
+	ret = device_add_disk(NULL, dev->disk, qcow2blk_attr_groups);
+	if (ret)
+		goto out_put_disk;
+
+	__module_get(THIS_MODULE);
+	pr_info("qcow2blk: %s: attached %pD (qcow2 v%u, %llu bytes, %u-byte clusters, %s I/O)\n",
+		dev->disk->disk_name, dev->file, dev->img.h.version,
+		dev->img.h.size, dev->img.h.cluster_size,
+		dev->direct_io ? "direct" : "buffered");
+	return dev;
+
+out_put_disk:
+	put_disk(dev->disk);
+out_free_tag_set:
+	blk_mq_free_tag_set(&dev->tag_set);
+out_destroy_wq:
+	destroy_workqueue(dev->wq);
+out_erase:
+	xa_erase(&qcow2blk_devs, dev->index);
+out_close_image:
+	qcow2blk_zcache_free(dev);
+	qcow2_image_close(&dev->img);
+out_put_file:
+	fput(dev->file);
+	mutex_destroy(&dev->lock);
+	kfree(dev);
+	return ERR_PTR(ret);
+}
+
+/* Tear down a device that is no longer reachable; nothing can open it. */
+static void qcow2blk_dev_destroy(struct qcow2blk_dev *dev)
+{
+	del_gendisk(dev->disk);
+	put_disk(dev->disk);
+	blk_mq_free_tag_set(&dev->tag_set);
+	destroy_workqueue(dev->wq);
+	qcow2blk_zcache_free(dev);
+	qcow2_image_close(&dev->img);
+	fput(dev->file);
+	mutex_destroy(&dev->lock);
+	kfree(dev);
+	module_put(THIS_MODULE);
+}
+
+/**
+ * qcow2blk_dev_detach() - remove /dev/qcowN
+ * @index: N
+ *
+ * Context: process context, qcow2blk_ctl_mutex held.
+ * Return: 0, -ENODEV (no such device) or -EBUSY (device is open).
+ */
+int qcow2blk_dev_detach(int index)
+{
+	struct qcow2blk_dev *dev;
+
+	lockdep_assert_held(&qcow2blk_ctl_mutex);
+	dev = qcow2blk_dev_find(index);
+	if (!dev)
+		return -ENODEV;
+
+	mutex_lock(&dev->lock);
+	if (dev->open_count) {
+		mutex_unlock(&dev->lock);
+		return -EBUSY;
+	}
+	dev->removing = true;
+	mutex_unlock(&dev->lock);
+
+	xa_erase(&qcow2blk_devs, index);
+	qcow2blk_nl_event(QCOW2BLK_EVENT_DETACHED, dev);
+	pr_info("qcow2blk: %s: detached\n", dev->disk->disk_name);
+	qcow2blk_dev_destroy(dev);
+	return 0;
+}
+
+static int __init qcow2blk_init(void)
+{
+	int ret;
+
+	ret = qcow2blk_io_init();
+	if (ret)
+		return ret;
+	ret = qcow2blk_compress_init();
+	if (ret)
+		goto out_io;
+	ret = register_blkdev(0, QCOW2BLK_DISK_PREFIX);
+	if (ret < 0)
+		goto out_compress;
+	qcow2blk_major = ret;
+	ret = qcow2blk_nl_init();
+	if (ret)
+		goto out_blkdev;
+	pr_info("qcow2blk: loaded (major %d)\n", qcow2blk_major);
+	return 0;
+
+out_blkdev:
+	unregister_blkdev(qcow2blk_major, QCOW2BLK_DISK_PREFIX);
+out_compress:
+	qcow2blk_compress_exit();
+out_io:
+	qcow2blk_io_exit();
+	return ret;
+}
+
+static void __exit qcow2blk_exit(void)
+{
+	/* Devices hold module references: none can be left here. */
+	qcow2blk_nl_exit();
+	WARN_ON_ONCE(!xa_empty(&qcow2blk_devs));
+	unregister_blkdev(qcow2blk_major, QCOW2BLK_DISK_PREFIX);
+	qcow2blk_compress_exit();
+	qcow2blk_io_exit();
+}
+
+module_init(qcow2blk_init);
+module_exit(qcow2blk_exit);
+
+MODULE_DESCRIPTION("QEMU qcow2 images as block devices");
+MODULE_LICENSE("GPL");
+MODULE_ALIAS_GENL_FAMILY(QCOW2BLK_GENL_NAME);

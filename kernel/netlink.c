@@ -1,0 +1,381 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * qcow2blk control: the "qcow2blk" generic netlink family (uapi/qcow2blk.h).
+ * Every command needs CAP_NET_ADMIN in the caller's namespace owner
+ * (GENL_ADMIN_PERM); attributes are strictly validated against one policy
+ * and refusals carry a human-readable reason in the extended ack.
+ *
+ * The image is passed as a file descriptor of the caller; the kernel never
+ * opens a path.
+ */
+#include <linux/module.h>
+#include <linux/file.h>
+#include <net/genetlink.h>
+
+#include "qcow2blk_priv.h"
+
+static const struct nla_policy qcow2blk_nl_policy[QCOW2BLK_ATTR_MAX + 1] = {
+	[QCOW2BLK_ATTR_INDEX]		= { .type = NLA_U32 },
+	[QCOW2BLK_ATTR_FD]		= { .type = NLA_U32 },
+	[QCOW2BLK_ATTR_FLAGS]		= { .type = NLA_U64 },
+	[QCOW2BLK_ATTR_L2_CACHE_BYTES]	= { .type = NLA_U64 },
+	/* Reply-only attributes are refused in requests. */
+	[QCOW2BLK_ATTR_DISK_NAME]	= { .type = NLA_REJECT },
+	[QCOW2BLK_ATTR_IMAGE_PATH]	= { .type = NLA_REJECT },
+	[QCOW2BLK_ATTR_VIRTUAL_SIZE]	= { .type = NLA_REJECT },
+	[QCOW2BLK_ATTR_CLUSTER_SIZE]	= { .type = NLA_REJECT },
+	[QCOW2BLK_ATTR_FORMAT_VERSION]	= { .type = NLA_REJECT },
+	[QCOW2BLK_ATTR_STATE]		= { .type = NLA_REJECT },
+	[QCOW2BLK_ATTR_VERSION]		= { .type = NLA_REJECT },
+	[QCOW2BLK_ATTR_FEATURES]	= { .type = NLA_REJECT },
+};
+
+static struct genl_family qcow2blk_genl_family;
+
+enum {
+	QCOW2BLK_MCGRP_EVENTS,
+};
+
+static int qcow2blk_nl_put_path(struct sk_buff *skb, struct file *file)
+{
+	char *buf, *path;
+	int ret;
+
+	buf = kmalloc(PATH_MAX, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	path = file_path(file, buf, PATH_MAX);
+	if (IS_ERR(path))
+		ret = nla_put_string(skb, QCOW2BLK_ATTR_IMAGE_PATH, "");
+	else
+		ret = nla_put_string(skb, QCOW2BLK_ATTR_IMAGE_PATH, path);
+	kfree(buf);
+	return ret;
+}
+
+static int qcow2blk_nl_fill(struct sk_buff *skb, struct qcow2blk_dev *dev,
+			    u32 portid, u32 seq, int flags, u8 cmd)
+{
+	void *hdr;
+
+	hdr = genlmsg_put(skb, portid, seq, &qcow2blk_genl_family, flags, cmd);
+	if (!hdr)
+		return -EMSGSIZE;
+	if (nla_put_u32(skb, QCOW2BLK_ATTR_INDEX, dev->index) ||
+	    nla_put_string(skb, QCOW2BLK_ATTR_DISK_NAME,
+			   dev->disk->disk_name) ||
+	    qcow2blk_nl_put_path(skb, dev->file) ||
+	    nla_put_u64_64bit(skb, QCOW2BLK_ATTR_VIRTUAL_SIZE, dev->img.h.size,
+			      QCOW2BLK_ATTR_PAD) ||
+	    nla_put_u32(skb, QCOW2BLK_ATTR_CLUSTER_SIZE,
+			dev->img.h.cluster_size) ||
+	    nla_put_u32(skb, QCOW2BLK_ATTR_FORMAT_VERSION, dev->img.h.version) ||
+	    nla_put_u64_64bit(skb, QCOW2BLK_ATTR_FLAGS, dev->flags,
+			      QCOW2BLK_ATTR_PAD) ||
+	    nla_put_u64_64bit(skb, QCOW2BLK_ATTR_STATE,
+			      qcow2blk_dev_state(dev), QCOW2BLK_ATTR_PAD) ||
+	    nla_put_u64_64bit(skb, QCOW2BLK_ATTR_L2_CACHE_BYTES,
+			      qcow2_l2c_bytes(&dev->img), QCOW2BLK_ATTR_PAD)) {
+		genlmsg_cancel(skb, hdr);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(skb, hdr);
+	return 0;
+}
+
+/* Reply to the sender with one device's attributes. */
+static int qcow2blk_nl_reply(struct genl_info *info, struct qcow2blk_dev *dev,
+			     u8 cmd)
+{
+	struct sk_buff *skb;
+	int ret;
+
+	skb = genlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	if (!skb)
+		return -ENOMEM;
+	ret = qcow2blk_nl_fill(skb, dev, info->snd_portid, info->snd_seq, 0,
+			       cmd);
+	if (ret) {
+		nlmsg_free(skb);
+		return ret;
+	}
+	return genlmsg_reply(skb, info);
+}
+
+/**
+ * qcow2blk_nl_event() - tell listeners of the events group about a device
+ * @cmd: QCOW2BLK_EVENT_ATTACHED or QCOW2BLK_EVENT_DETACHED
+ * @dev: the device
+ *
+ * Context: process context.
+ */
+void qcow2blk_nl_event(u8 cmd, struct qcow2blk_dev *dev)
+{
+	struct sk_buff *skb;
+	void *hdr;
+
+	skb = genlmsg_new(NLMSG_GOODSIZE, GFP_KERNEL);
+	if (!skb)
+		return;
+	hdr = genlmsg_put(skb, 0, 0, &qcow2blk_genl_family, 0, cmd);
+	if (!hdr ||
+	    nla_put_u32(skb, QCOW2BLK_ATTR_INDEX, dev->index) ||
+	    nla_put_string(skb, QCOW2BLK_ATTR_DISK_NAME,
+			   dev->disk->disk_name)) {
+		nlmsg_free(skb);
+		return;
+	}
+	genlmsg_end(skb, hdr);
+	genlmsg_multicast(&qcow2blk_genl_family, skb, 0,
+			  QCOW2BLK_MCGRP_EVENTS, GFP_KERNEL);
+}
+
+static int qcow2blk_nl_get_index(struct genl_info *info, int *index)
+{
+	if (!info->attrs[QCOW2BLK_ATTR_INDEX]) {
+		NL_SET_ERR_MSG(info->extack, "device index missing");
+		return -EINVAL;
+	}
+	*index = nla_get_u32(info->attrs[QCOW2BLK_ATTR_INDEX]);
+	if (*index < 0 || *index >= (int)QCOW2BLK_MAX_DEVICES) {
+		NL_SET_ERR_MSG_ATTR(info->extack,
+				    info->attrs[QCOW2BLK_ATTR_INDEX],
+				    "device index out of range");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int qcow2blk_nl_attach(struct sk_buff *skb, struct genl_info *info)
+{
+	struct qcow2blk_attach a = { .index = -1 };
+	struct qcow2_err err = { .msg = "" };
+	struct qcow2blk_dev *dev;
+	struct nlattr **attrs = info->attrs;
+	int ret;
+
+	if (!attrs[QCOW2BLK_ATTR_FD]) {
+		NL_SET_ERR_MSG(info->extack, "image file descriptor missing");
+		return -EINVAL;
+	}
+	if (attrs[QCOW2BLK_ATTR_FLAGS])
+		a.flags = nla_get_u64(attrs[QCOW2BLK_ATTR_FLAGS]);
+	if (a.flags & ~QCOW2BLK_F_ALL) {
+		NL_SET_ERR_MSG_ATTR(info->extack, attrs[QCOW2BLK_ATTR_FLAGS],
+				    "unknown attach flags");
+		return -EINVAL;
+	}
+	if (attrs[QCOW2BLK_ATTR_L2_CACHE_BYTES])
+		a.l2_cache_bytes = nla_get_u64(attrs[QCOW2BLK_ATTR_L2_CACHE_BYTES]);
+	if (attrs[QCOW2BLK_ATTR_INDEX]) {
+		ret = qcow2blk_nl_get_index(info, &a.index);
+		if (ret)
+			return ret;
+	}
+
+	a.file = fget(nla_get_u32(attrs[QCOW2BLK_ATTR_FD]));
+	if (!a.file) {
+		NL_SET_ERR_MSG_ATTR(info->extack, attrs[QCOW2BLK_ATTR_FD],
+				    "bad image file descriptor");
+		return -EBADF;
+	}
+
+	mutex_lock(&qcow2blk_ctl_mutex);
+	dev = qcow2blk_dev_attach(&a, &err);
+	if (IS_ERR(dev)) {
+		ret = PTR_ERR(dev);
+		if (!err.msg[0])
+			snprintf(err.msg, sizeof(err.msg),
+				 "attach failed (error %d)", ret);
+		pr_warn_ratelimited("qcow2blk: attach of %pD refused: %s\n",
+				    a.file, err.msg);
+		QCOW2BLK_SET_ERR_MSG(info->extack,
+				     "image refused; the kernel log has the reason",
+				     err.msg);
+		goto out_unlock;
+	}
+	ret = qcow2blk_nl_reply(info, dev, QCOW2BLK_CMD_ATTACH);
+	qcow2blk_nl_event(QCOW2BLK_EVENT_ATTACHED, dev);
+	/* The device exists; a lost reply does not undo it. */
+	ret = 0;
+out_unlock:
+	mutex_unlock(&qcow2blk_ctl_mutex);
+	fput(a.file);
+	return ret;
+}
+
+static int qcow2blk_nl_detach(struct sk_buff *skb, struct genl_info *info)
+{
+	int index, ret;
+
+	ret = qcow2blk_nl_get_index(info, &index);
+	if (ret)
+		return ret;
+	mutex_lock(&qcow2blk_ctl_mutex);
+	ret = qcow2blk_dev_detach(index);
+	mutex_unlock(&qcow2blk_ctl_mutex);
+	if (ret == -ENODEV)
+		NL_SET_ERR_MSG(info->extack, "no such device");
+	else if (ret == -EBUSY)
+		NL_SET_ERR_MSG(info->extack, "device is open");
+	return ret;
+}
+
+static int qcow2blk_nl_get(struct sk_buff *skb, struct genl_info *info)
+{
+	struct qcow2blk_dev *dev;
+	int index, ret;
+
+	ret = qcow2blk_nl_get_index(info, &index);
+	if (ret)
+		return ret;
+	mutex_lock(&qcow2blk_ctl_mutex);
+	dev = qcow2blk_dev_find(index);
+	if (dev) {
+		ret = qcow2blk_nl_reply(info, dev, QCOW2BLK_CMD_GET);
+	} else {
+		NL_SET_ERR_MSG(info->extack, "no such device");
+		ret = -ENODEV;
+	}
+	mutex_unlock(&qcow2blk_ctl_mutex);
+	return ret;
+}
+
+/* cb->args[0]: next index to report. */
+static int qcow2blk_nl_dump(struct sk_buff *skb, struct netlink_callback *cb)
+{
+	unsigned long index = cb->args[0];
+	struct qcow2blk_dev *dev;
+
+	mutex_lock(&qcow2blk_ctl_mutex);
+	while ((dev = qcow2blk_dev_next(&index))) {
+		if (qcow2blk_nl_fill(skb, dev, NETLINK_CB(cb->skb).portid,
+				     cb->nlh->nlmsg_seq, NLM_F_MULTI,
+				     QCOW2BLK_CMD_GET))
+			break;
+		index++;
+	}
+	mutex_unlock(&qcow2blk_ctl_mutex);
+	cb->args[0] = index;
+	return skb->len;
+}
+
+static int qcow2blk_nl_set(struct sk_buff *skb, struct genl_info *info)
+{
+	struct qcow2blk_dev *dev;
+	int index, ret;
+	u64 bytes;
+
+	ret = qcow2blk_nl_get_index(info, &index);
+	if (ret)
+		return ret;
+	if (!info->attrs[QCOW2BLK_ATTR_L2_CACHE_BYTES]) {
+		NL_SET_ERR_MSG(info->extack, "nothing to change");
+		return -EINVAL;
+	}
+	bytes = nla_get_u64(info->attrs[QCOW2BLK_ATTR_L2_CACHE_BYTES]);
+
+	mutex_lock(&qcow2blk_ctl_mutex);
+	dev = qcow2blk_dev_find(index);
+	if (!dev) {
+		NL_SET_ERR_MSG(info->extack, "no such device");
+		ret = -ENODEV;
+		goto out_unlock;
+	}
+	ret = qcow2_l2c_resize(&dev->img, bytes);
+	if (ret) {
+		NL_SET_ERR_MSG(info->extack, "cannot resize the L2 cache");
+		goto out_unlock;
+	}
+	ret = qcow2blk_nl_reply(info, dev, QCOW2BLK_CMD_SET);
+out_unlock:
+	mutex_unlock(&qcow2blk_ctl_mutex);
+	return ret;
+}
+
+static int qcow2blk_nl_features(struct sk_buff *skb, struct genl_info *info)
+{
+	struct sk_buff *msg;
+	void *hdr;
+
+	msg = genlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+	hdr = genlmsg_put_reply(msg, info, &qcow2blk_genl_family, 0,
+				QCOW2BLK_CMD_FEATURES);
+	if (!hdr ||
+	    nla_put_u32(msg, QCOW2BLK_ATTR_VERSION, QCOW2BLK_GENL_VERSION) ||
+	    nla_put_u64_64bit(msg, QCOW2BLK_ATTR_FEATURES, QCOW2BLK_F_ALL,
+			      QCOW2BLK_ATTR_PAD)) {
+		nlmsg_free(msg);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+}
+
+static const struct genl_ops qcow2blk_nl_ops[] = {
+	{
+		.cmd	= QCOW2BLK_CMD_ATTACH,
+		.doit	= qcow2blk_nl_attach,
+		.flags	= GENL_ADMIN_PERM,
+	},
+	{
+		.cmd	= QCOW2BLK_CMD_DETACH,
+		.doit	= qcow2blk_nl_detach,
+		.flags	= GENL_ADMIN_PERM,
+	},
+	{
+		.cmd	= QCOW2BLK_CMD_GET,
+		.doit	= qcow2blk_nl_get,
+		.dumpit	= qcow2blk_nl_dump,
+		.flags	= GENL_ADMIN_PERM,
+	},
+	{
+		.cmd	= QCOW2BLK_CMD_SET,
+		.doit	= qcow2blk_nl_set,
+		.flags	= GENL_ADMIN_PERM,
+	},
+	{
+		.cmd	= QCOW2BLK_CMD_FEATURES,
+		.doit	= qcow2blk_nl_features,
+		.flags	= GENL_ADMIN_PERM,
+	},
+};
+
+static const struct genl_multicast_group qcow2blk_nl_mcgrps[] = {
+	[QCOW2BLK_MCGRP_EVENTS] = { .name = QCOW2BLK_GENL_MCAST_EVENTS },
+};
+
+static struct genl_family qcow2blk_genl_family __ro_after_init = {
+	.name		= QCOW2BLK_GENL_NAME,
+	.version	= QCOW2BLK_GENL_VERSION,
+	.maxattr	= QCOW2BLK_ATTR_MAX,
+	.policy		= qcow2blk_nl_policy,
+	.module		= THIS_MODULE,
+	.ops		= qcow2blk_nl_ops,
+	.n_ops		= ARRAY_SIZE(qcow2blk_nl_ops),
+	.mcgrps		= qcow2blk_nl_mcgrps,
+	.n_mcgrps	= ARRAY_SIZE(qcow2blk_nl_mcgrps),
+};
+
+/**
+ * qcow2blk_nl_init() - register the generic netlink family
+ *
+ * Context: module init.
+ * Return: 0 or -errno.
+ */
+int qcow2blk_nl_init(void)
+{
+	return genl_register_family(&qcow2blk_genl_family);
+}
+
+/**
+ * qcow2blk_nl_exit() - unregister the generic netlink family
+ *
+ * Context: module exit.
+ */
+void qcow2blk_nl_exit(void)
+{
+	genl_unregister_family(&qcow2blk_genl_family);
+}

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * qcow2blk internals: the device, the per-request state and the interfaces
+ * between main.c (lifetime), io.c (request path), compress.c (compressed
+ * clusters), netlink.c (control) and sysfs.c (attributes).
+ *
+ * Lock order, outermost first:
+ *   qcow2blk_ctl_mutex		device table, attach/detach/set
+ *   qcow2blk_dev::lock		open count and removal
+ *   qcow2_image::l2c_lock	L2 cache (inside the engine, held by
+ *				qcow2_map() only, may do metadata reads)
+ *   qcow2blk_zcache::lock	decompressed clusters (spinlock, no I/O)
+ *   per-CPU workspace mutex	decompression workspace (no other lock
+ *				is taken while it is held)
+ */
+#ifndef QCOW2BLK_PRIV_H
+#define QCOW2BLK_PRIV_H
+
+#include <linux/blk-mq.h>
+#include <linux/fs.h>
+#include <linux/mutex.h>
+#include <linux/spinlock.h>
+#include <linux/workqueue.h>
+#include <linux/percpu_counter.h>
+#include <linux/uio.h>
+#include <net/genetlink.h>
+
+#include "lib/qcow2.h"
+#include "uapi/qcow2blk.h"
+#include "compat.h"
+
+#define QCOW2BLK_MAX_DEVICES		(1U << (MINORBITS - QCOW2BLK_PART_SHIFT))
+#define QCOW2BLK_QUEUE_DEPTH		128
+/* Largest request: 1 MiB, so one request spans few L2 slices. */
+#define QCOW2BLK_MAX_HW_SECTORS		2048
+/* Decompressed clusters kept per device: bytes, at least two clusters. */
+#define QCOW2BLK_ZCACHE_BYTES		(4U << 20)
+#define QCOW2BLK_ZCACHE_MIN_ENTRIES	2
+
+/* A decompressed cluster, keyed by the host offset of its compressed data. */
+struct qcow2blk_zentry {
+	struct list_head lru;		/* in qcow2blk_zcache::lru */
+	u64 comp_off;			/* key; ~0 when empty */
+	void *data;			/* cluster_size bytes */
+};
+
+struct qcow2blk_zcache {
+	spinlock_t lock;		/* protects lru and every entry */
+	struct list_head lru;		/* most recently used first */
+	unsigned int nr_entries;	/* capacity, fixed at attach */
+	struct qcow2blk_zentry *entries; /* allocated on first use */
+	u64 hits;			/* guarded by lock */
+	u64 misses;			/* guarded by lock */
+};
+
+/* Counters shown in sysfs; each updated without locks. */
+struct qcow2blk_stats {
+	atomic64_t io_errors;		/* requests failed by image I/O errors */
+	atomic64_t corrupt_errors;	/* requests failed by bad metadata */
+	atomic64_t data_ios;		/* reads issued to the image file */
+	atomic64_t compressed_reads;	/* compressed extents served */
+};
+
+struct qcow2blk_dev {
+	int index;			/* N of /dev/qcowN; const */
+	u64 flags;			/* QCOW2BLK_F_* at attach; const */
+	bool direct_io;			/* data uses IOCB_DIRECT; const */
+	struct file *file;		/* image file, reference held; const */
+	struct gendisk *disk;		/* const after attach */
+	struct blk_mq_tag_set tag_set;
+	struct workqueue_struct *wq;	/* request workers */
+
+	/* Engine state; img.l2c_lock protects its L2 cache. */
+	struct qcow2_image img;
+
+	struct qcow2blk_zcache zc;
+	struct qcow2blk_stats stats;
+
+	struct mutex lock;		/* protects open_count, removing */
+	unsigned int open_count;	/* guarded by lock */
+	bool removing;			/* guarded by lock: no new opens */
+};
+
+/* One read of the image file on behalf of a request. */
+struct qcow2blk_aio {
+	struct kiocb iocb;
+	struct iov_iter iter;		/* the bytes it fills, for short reads */
+	size_t len;			/* bytes asked for */
+	struct qcow2blk_cmd *cmd;	/* owning request */
+	bool pooled;			/* from qcow2blk_aio_pool */
+};
+
+/* blk-mq PDU: everything a request needs, allocated with the tag set. */
+struct qcow2blk_cmd {
+	struct work_struct work;
+	struct qcow2blk_dev *dev;
+	atomic_t pending;		/* outstanding aio, +1 while issuing */
+	blk_status_t status;		/* first error, set with cmpxchg */
+	struct bio_vec *bvec;		/* for multi-bio requests, else NULL */
+	struct qcow2blk_aio aio;	/* the first aio of the request */
+};
+
+extern struct mutex qcow2blk_ctl_mutex;
+extern const struct attribute_group *qcow2blk_attr_groups[];
+
+/* main.c */
+struct qcow2blk_attach {
+	struct file *file;		/* reference owned by the caller */
+	u64 flags;			/* QCOW2BLK_F_* */
+	u64 l2_cache_bytes;		/* 0: engine default */
+	int index;			/* -1: any */
+};
+
+struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
+					 struct qcow2_err *err);
+int qcow2blk_dev_detach(int index);
+struct qcow2blk_dev *qcow2blk_dev_find(int index);
+struct qcow2blk_dev *qcow2blk_dev_next(unsigned long *index);
+u64 qcow2blk_dev_state(struct qcow2blk_dev *dev);
+
+/* io.c */
+extern const struct blk_mq_ops qcow2blk_mq_ops;
+int qcow2blk_io_init(void);
+void qcow2blk_io_exit(void);
+int qcow2blk_meta_pread(void *priv, void *buf, size_t len, u64 off);
+bool qcow2blk_probe_direct_io(struct file *file);
+
+/* compress.c */
+int qcow2blk_compress_init(void);
+void qcow2blk_compress_exit(void);
+void qcow2blk_zcache_init(struct qcow2blk_dev *dev);
+void qcow2blk_zcache_free(struct qcow2blk_dev *dev);
+int qcow2blk_read_compressed(struct qcow2blk_dev *dev,
+			     const struct qcow2_extent *ext,
+			     struct iov_iter *iter);
+
+/* netlink.c */
+int qcow2blk_nl_init(void);
+void qcow2blk_nl_exit(void);
+void qcow2blk_nl_event(u8 cmd, struct qcow2blk_dev *dev);
+
+#endif /* QCOW2BLK_PRIV_H */

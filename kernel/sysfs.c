@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * sysfs attributes of /sys/block/qcowN/qcow2/: one value per file,
+ * documented in Documentation/ABI/testing/sysfs-block-qcow2blk. Show
+ * functions only snapshot and format.
+ */
+#include <linux/blkdev.h>
+#include <linux/sysfs.h>
+#include <linux/slab.h>
+
+#include "qcow2blk_priv.h"
+
+static struct qcow2blk_dev *qcow2blk_sysfs_dev(struct device *d)
+{
+	return dev_to_disk(d)->private_data;
+}
+
+static ssize_t image_path_show(struct device *d, struct device_attribute *attr,
+			       char *buf)
+{
+	struct qcow2blk_dev *dev = qcow2blk_sysfs_dev(d);
+	char *tmp, *path;
+	ssize_t ret;
+
+	tmp = kmalloc(PATH_MAX, GFP_KERNEL);
+	if (!tmp)
+		return -ENOMEM;
+	path = file_path(dev->file, tmp, PATH_MAX);
+	if (IS_ERR(path))
+		ret = PTR_ERR(path);
+	else
+		ret = sysfs_emit(buf, "%s\n", path);
+	kfree(tmp);
+	return ret;
+}
+static DEVICE_ATTR_RO(image_path);
+
+#define QCOW2BLK_SHOW(name, fmt, expr)					\
+static ssize_t name##_show(struct device *d,				\
+			   struct device_attribute *attr, char *buf)	\
+{									\
+	struct qcow2blk_dev *dev = qcow2blk_sysfs_dev(d);		\
+									\
+	return sysfs_emit(buf, fmt "\n", expr);				\
+}									\
+static DEVICE_ATTR_RO(name)
+
+QCOW2BLK_SHOW(virtual_size_bytes, "%llu", dev->img.h.size);
+QCOW2BLK_SHOW(cluster_size_bytes, "%u", dev->img.h.cluster_size);
+QCOW2BLK_SHOW(format_version, "%u", dev->img.h.version);
+QCOW2BLK_SHOW(compression_type, "%s",
+	      dev->img.h.compression_type == QCOW2_COMPRESSION_ZSTD ?
+	      "zstd" : "deflate");
+QCOW2BLK_SHOW(extended_l2, "%d", dev->img.h.extended_l2);
+QCOW2BLK_SHOW(direct_io, "%d", dev->direct_io);
+QCOW2BLK_SHOW(l2_cache_bytes, "%llu", qcow2_l2c_bytes(&dev->img));
+QCOW2BLK_SHOW(io_errors, "%lld", atomic64_read(&dev->stats.io_errors));
+QCOW2BLK_SHOW(corrupt_errors, "%lld",
+	      atomic64_read(&dev->stats.corrupt_errors));
+QCOW2BLK_SHOW(data_reads, "%lld", atomic64_read(&dev->stats.data_ios));
+QCOW2BLK_SHOW(compressed_reads, "%lld",
+	      atomic64_read(&dev->stats.compressed_reads));
+
+#define QCOW2BLK_SHOW_L2(name)						\
+static ssize_t l2_##name##_show(struct device *d,			\
+				struct device_attribute *attr, char *buf) \
+{									\
+	struct qcow2blk_dev *dev = qcow2blk_sysfs_dev(d);		\
+	struct qcow2_l2c_stats st;					\
+									\
+	qcow2_l2c_get_stats(&dev->img, &st);				\
+	return sysfs_emit(buf, "%llu\n", st.name);			\
+}									\
+static DEVICE_ATTR_RO(l2_##name)
+
+QCOW2BLK_SHOW_L2(hits);
+QCOW2BLK_SHOW_L2(misses);
+QCOW2BLK_SHOW_L2(evictions);
+
+#define QCOW2BLK_SHOW_ZC(name)						\
+static ssize_t zcache_##name##_show(struct device *d,			\
+				    struct device_attribute *attr,	\
+				    char *buf)				\
+{									\
+	struct qcow2blk_dev *dev = qcow2blk_sysfs_dev(d);		\
+	u64 v;								\
+									\
+	spin_lock(&dev->zc.lock);					\
+	v = dev->zc.name;						\
+	spin_unlock(&dev->zc.lock);					\
+	return sysfs_emit(buf, "%llu\n", v);				\
+}									\
+static DEVICE_ATTR_RO(zcache_##name)
+
+QCOW2BLK_SHOW_ZC(hits);
+QCOW2BLK_SHOW_ZC(misses);
+
+static struct attribute *qcow2blk_attrs[] = {
+	&dev_attr_image_path.attr,
+	&dev_attr_virtual_size_bytes.attr,
+	&dev_attr_cluster_size_bytes.attr,
+	&dev_attr_format_version.attr,
+	&dev_attr_compression_type.attr,
+	&dev_attr_extended_l2.attr,
+	&dev_attr_direct_io.attr,
+	&dev_attr_l2_cache_bytes.attr,
+	&dev_attr_l2_hits.attr,
+	&dev_attr_l2_misses.attr,
+	&dev_attr_l2_evictions.attr,
+	&dev_attr_zcache_hits.attr,
+	&dev_attr_zcache_misses.attr,
+	&dev_attr_data_reads.attr,
+	&dev_attr_compressed_reads.attr,
+	&dev_attr_io_errors.attr,
+	&dev_attr_corrupt_errors.attr,
+	NULL,
+};
+
+static const struct attribute_group qcow2blk_attr_group = {
+	.name	= "qcow2",
+	.attrs	= qcow2blk_attrs,
+};
+
+const struct attribute_group *qcow2blk_attr_groups[] = {
+	&qcow2blk_attr_group,
+	NULL,
+};
