@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * qcow2ctl netlink library: the requests of the "qcow2blk" generic netlink
+ * family (uapi/qcow2blk.h). Every function returns 0 or -errno and never
+ * prints; when the kernel explains a failure in its extended ack, the text
+ * is kept until the next request and returned by qctl_nl_errmsg().
+ */
+#ifndef QCOW2CTL_NL_H
+#define QCOW2CTL_NL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <linux/types.h>
+
+#define QCTL_DISK_NAME_BYTES	32
+#define QCTL_PATH_BYTES		4096
+#define QCTL_ERRMSG_BYTES	256
+
+struct qctl_nl;
+
+/* One device, as ATTACH, GET and SET report it. */
+struct qctl_dev {
+	__u64 present;			/* BIT(QCOW2BLK_ATTR_*) received */
+	__u32 index;			/* N of /dev/qcowN */
+	char disk_name[QCTL_DISK_NAME_BYTES];	/* "qcow0" */
+	char image_path[QCTL_PATH_BYTES];	/* as the kernel sees it */
+	__u64 virtual_size;		/* bytes */
+	__u32 cluster_size;		/* bytes */
+	__u32 format_version;		/* 2 or 3 */
+	__u64 state;			/* QCOW2BLK_S_* */
+	__u64 flags;			/* QCOW2BLK_F_* given at attach */
+	__u64 l2_cache_bytes;		/* bytes */
+};
+
+/* True when the kernel sent attribute @attr (QCOW2BLK_ATTR_*) for @dev. */
+static inline bool qctl_dev_has(const struct qctl_dev *dev, int attr)
+{
+	return dev->present & (1ULL << attr);
+}
+
+struct qctl_attach_req {
+	int fd;				/* open image; the kernel takes a ref */
+	__u64 flags;			/* QCOW2BLK_F_* */
+	bool has_l2_cache;		/* send l2_cache_bytes */
+	__u64 l2_cache_bytes;		/* bytes, 0: minimum */
+	bool has_index;			/* ask for /dev/qcow<index> */
+	__u32 index;
+};
+
+/*
+ * qctl_nl_open() - connect and resolve the family
+ *
+ * Return: 0, -ENOENT (family not registered: module not loaded), -ENOMEM
+ * or another -errno from the socket.
+ */
+int qctl_nl_open(struct qctl_nl **nlp);
+void qctl_nl_close(struct qctl_nl *nl);
+
+/* Extended ack text of the last failed request, "" if the kernel sent none. */
+const char *qctl_nl_errmsg(const struct qctl_nl *nl);
+
+int qctl_nl_attach(struct qctl_nl *nl, const struct qctl_attach_req *req,
+		   struct qctl_dev *dev);
+int qctl_nl_detach(struct qctl_nl *nl, __u32 index);
+int qctl_nl_get(struct qctl_nl *nl, __u32 index, struct qctl_dev *dev);
+int qctl_nl_set_l2_cache(struct qctl_nl *nl, __u32 index, __u64 bytes,
+			 struct qctl_dev *dev);
+int qctl_nl_features(struct qctl_nl *nl, __u32 *version, __u64 *features);
+
+/*
+ * qctl_nl_list() - every attached device, in the order the kernel dumps them
+ * @devs: array allocated with malloc(), free() it; NULL when @nr is 0
+ * @nr: entries in @devs
+ */
+int qctl_nl_list(struct qctl_nl *nl, struct qctl_dev **devs, size_t *nr);
+
+#endif /* QCOW2CTL_NL_H */

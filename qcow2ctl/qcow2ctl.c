@@ -1,0 +1,758 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * qcow2ctl - attach qcow2 images to /dev/qcowN devices of the qcow2blk
+ * module, detach them, list and tune them. The command layer: options,
+ * messages and output. Everything that talks to the kernel is in nl.c.
+ */
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "qcow2blk.h"
+#include "nl.h"
+#include "precheck.h"
+#include "table.h"
+#include "util.h"
+
+#ifndef QCOW2CTL_VERSION
+#define QCOW2CTL_VERSION "0.1"
+#endif
+
+#define QCTL_PROG	"qcow2ctl"
+
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#endif
+
+/* Long options without a short form. */
+enum {
+	OPT_L2_CACHE = 256,
+	OPT_BUFFERED,
+	OPT_INDEX,
+	OPT_SHOW,
+	OPT_RAW,
+};
+
+/* ---- list columns ------------------------------------------------------ */
+
+enum {
+	COL_NAME,
+	COL_IMAGE,
+	COL_SIZE,
+	COL_CLUSTER,
+	COL_VERSION,
+	COL_RO,
+	COL_DIO,
+	COL_L2CACHE,
+};
+
+struct qctl_colinfo {
+	struct qctl_column col;
+	const char *help;
+};
+
+static const struct qctl_colinfo qctl_colinfos[] = {
+	[COL_NAME]	= { { "NAME", QCTL_CELL_STR }, "device name" },
+	[COL_IMAGE]	= { { "IMAGE", QCTL_CELL_STR }, "image file path" },
+	[COL_SIZE]	= { { "SIZE", QCTL_CELL_NUM }, "virtual size in bytes" },
+	[COL_CLUSTER]	= { { "CLUSTER", QCTL_CELL_NUM },
+			    "cluster size in bytes" },
+	[COL_VERSION]	= { { "VERSION", QCTL_CELL_NUM },
+			    "qcow2 format version" },
+	[COL_RO]	= { { "RO", QCTL_CELL_BOOL }, "read-only device" },
+	[COL_DIO]	= { { "DIO", QCTL_CELL_BOOL },
+			    "direct I/O on the image file" },
+	[COL_L2CACHE]	= { { "L2CACHE", QCTL_CELL_NUM },
+			    "L2 table cache size in bytes" },
+};
+
+#define QCTL_NR_COLINFOS	ARRAY_SIZE(qctl_colinfos)
+/* -O may repeat columns; this bounds the list. */
+#define QCTL_MAX_COLS		64
+
+/* ---- messages ---------------------------------------------------------- */
+
+static void qctl_usage(FILE *out)
+{
+	size_t i;
+
+	fputs("Usage:\n"
+	      " " QCTL_PROG " attach [options] <image>\n"
+	      " " QCTL_PROG " detach <dev>... | -a\n"
+	      " " QCTL_PROG " list [options] [<dev>]\n"
+	      " " QCTL_PROG " set <dev> --l2-cache <size>\n"
+	      " " QCTL_PROG " features\n"
+	      "\n"
+	      "Attach qcow2 images to /dev/qcowN block devices of the qcow2blk\n"
+	      "kernel module, detach them, and list or tune attached devices.\n"
+	      "A <dev> is /dev/qcowN, qcowN or N.\n"
+	      "\n"
+	      "Attach options:\n"
+	      " -r, --read-only         attach read-only\n"
+	      "     --l2-cache <size>   L2 table cache size (K, M, G suffixes;\n"
+	      "                           0: the minimum)\n"
+	      "     --buffered          buffered instead of direct I/O on the image\n"
+	      "     --index <N>         attach as /dev/qcow<N>\n"
+	      "     --show              print the device name after attaching\n"
+	      "\n"
+	      "Detach options:\n"
+	      " -a, --all               detach all devices\n"
+	      "\n"
+	      "List options:\n"
+	      " -J, --json              use JSON output format\n"
+	      " -n, --noheadings        don't print headings\n"
+	      " -O, --output <list>     comma-separated columns to print\n"
+	      "     --raw               use raw output format\n"
+	      "\n"
+	      " -h, --help              display this help\n"
+	      " -V, --version           display version\n"
+	      "\n"
+	      "Available output columns:\n", out);
+	for (i = 0; i < QCTL_NR_COLINFOS; i++)
+		fprintf(out, " %8s  %s\n", qctl_colinfos[i].col.name,
+			qctl_colinfos[i].help);
+	fputs("\nFor more details see qcow2ctl(8).\n", out);
+}
+
+static int qctl_try_help(void)
+{
+	fprintf(stderr, "Try '%s --help' for more information.\n", QCTL_PROG);
+	return EXIT_FAILURE;
+}
+
+/* getopt_long() is silenced (opterr = 0) so every message has one form. */
+static int qctl_bad_option(char **argv, int c)
+{
+	if (c == ':' && optopt)
+		warnx("option requires an argument -- '%c'", optopt);
+	else if (c == ':')
+		warnx("option '%s' requires an argument", argv[optind - 1]);
+	else if (optopt)
+		warnx("invalid option -- '%c'", optopt);
+	else
+		warnx("unrecognized option '%s'", argv[optind - 1]);
+	return qctl_try_help();
+}
+
+static int qctl_help(void)
+{
+	qctl_usage(stdout);
+	return EXIT_SUCCESS;
+}
+
+static int qctl_version(void)
+{
+	printf("%s from qcow2blk %s\n", QCTL_PROG, QCOW2CTL_VERSION);
+	return EXIT_SUCCESS;
+}
+
+/* The kernel's own words when it sent any, else the errno text. */
+static const char *qctl_reason(const struct qctl_nl *nl, int ret)
+{
+	const char *msg = nl ? qctl_nl_errmsg(nl) : "";
+
+	return *msg ? msg : strerror(-ret);
+}
+
+static int qctl_connect(struct qctl_nl **nl)
+{
+	int ret;
+
+	ret = qctl_nl_open(nl);
+	if (ret == -ENOENT)
+		warnx("kernel module qcow2blk is not loaded");
+	else if (ret)
+		warnx("cannot talk to generic netlink: %s", strerror(-ret));
+	return ret;
+}
+
+static int qctl_get_size(const char *opt, const char *arg, __u64 *bytes)
+{
+	int ret = qctl_parse_size(arg, bytes);
+
+	if (ret == -ERANGE)
+		warnx("%s: size too large: '%s'", opt, arg);
+	else if (ret)
+		warnx("%s: invalid size: '%s'", opt, arg);
+	return ret;
+}
+
+/* Index of a <dev> argument and its canonical name for messages. */
+static int qctl_get_dev(const char *arg, __u32 *index, char *name,
+			size_t name_bytes)
+{
+	int ret = qctl_parse_dev(arg, index);
+
+	if (ret) {
+		warnx("%s: not a qcow2blk device", arg);
+		return ret;
+	}
+	snprintf(name, name_bytes, "/dev/" QCOW2BLK_DISK_PREFIX "%u", *index);
+	return 0;
+}
+
+static void qctl_dev_path(const struct qctl_dev *dev, char *buf, size_t len)
+{
+	if (qctl_dev_has(dev, QCOW2BLK_ATTR_DISK_NAME) && dev->disk_name[0])
+		snprintf(buf, len, "/dev/%s", dev->disk_name);
+	else
+		snprintf(buf, len, "/dev/" QCOW2BLK_DISK_PREFIX "%u",
+			 dev->index);
+}
+
+/* ---- attach ------------------------------------------------------------ */
+
+static bool qctl_precheck_skipped(void)
+{
+	const char *e = getenv("QCOW2CTL_NO_PRECHECK");
+
+	return e && !strcmp(e, "1");
+}
+
+static int qctl_cmd_attach(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "read-only",	no_argument,		NULL, 'r' },
+		{ "l2-cache",	required_argument,	NULL, OPT_L2_CACHE },
+		{ "buffered",	no_argument,		NULL, OPT_BUFFERED },
+		{ "index",	required_argument,	NULL, OPT_INDEX },
+		{ "show",	no_argument,		NULL, OPT_SHOW },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct qctl_attach_req req = { .fd = -1 };
+	struct qctl_nl *nl = NULL;
+	struct qctl_dev dev;
+	char msg[QCTL_ERRMSG_BYTES];
+	char path[QCTL_DISK_NAME_BYTES + 8];
+	const char *image;
+	bool show = false;
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, ":rh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			req.flags |= QCOW2BLK_F_READ_ONLY;
+			break;
+		case OPT_L2_CACHE:
+			if (qctl_get_size("--l2-cache", optarg,
+					  &req.l2_cache_bytes))
+				return EXIT_FAILURE;
+			req.has_l2_cache = true;
+			break;
+		case OPT_BUFFERED:
+			req.flags |= QCOW2BLK_F_BUFFERED_IO;
+			break;
+		case OPT_INDEX:
+			if (qctl_parse_u32(optarg, &req.index)) {
+				warnx("--index: invalid index: '%s'", optarg);
+				return EXIT_FAILURE;
+			}
+			req.has_index = true;
+			break;
+		case OPT_SHOW:
+			show = true;
+			break;
+		case 'h':
+			return qctl_help();
+		default:
+			return qctl_bad_option(argv, c);
+		}
+	}
+	if (optind != argc - 1) {
+		warnx(optind == argc ? "attach: no image specified" :
+		      "attach: only one image at a time");
+		return qctl_try_help();
+	}
+	image = argv[optind];
+
+	/* The kernel never opens paths: it serves the file we hand it. */
+	req.fd = open(image, (req.flags & QCOW2BLK_F_READ_ONLY ?
+			      O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (req.fd < 0) {
+		warn("%s: open failed", image);
+		return EXIT_FAILURE;
+	}
+
+	if (!qctl_precheck_skipped()) {
+		ret = qctl_precheck(req.fd,
+				    !(req.flags & QCOW2BLK_F_READ_ONLY),
+				    msg, sizeof(msg));
+		if (ret && msg[0])
+			warnx("%s: %s", image, msg);
+		else if (ret)
+			warnx("%s: read failed: %s", image, strerror(-ret));
+		if (ret)
+			goto out_close;
+	}
+
+	ret = qctl_connect(&nl);
+	if (ret)
+		goto out_close;
+	ret = qctl_nl_attach(nl, &req, &dev);
+	if (ret) {
+		warnx("%s: attach failed: %s", image, qctl_reason(nl, ret));
+		goto out_nl;
+	}
+	if (show) {
+		qctl_dev_path(&dev, path, sizeof(path));
+		printf("%s\n", path);
+	}
+
+out_nl:
+	qctl_nl_close(nl);
+out_close:
+	close(req.fd);
+	return ret ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* ---- detach ------------------------------------------------------------ */
+
+static int qctl_detach_one(struct qctl_nl *nl, __u32 index, const char *name)
+{
+	int ret = qctl_nl_detach(nl, index);
+
+	if (ret)
+		warnx("%s: detach failed: %s", name, qctl_reason(nl, ret));
+	return ret;
+}
+
+static int qctl_detach_all(struct qctl_nl *nl)
+{
+	char name[QCTL_DISK_NAME_BYTES + 8];
+	struct qctl_dev *devs;
+	size_t nr, i;
+	int ret, failed = 0;
+
+	ret = qctl_nl_list(nl, &devs, &nr);
+	if (ret) {
+		warnx("cannot list devices: %s", qctl_reason(nl, ret));
+		return ret;
+	}
+	for (i = 0; i < nr; i++) {
+		qctl_dev_path(&devs[i], name, sizeof(name));
+		if (qctl_detach_one(nl, devs[i].index, name))
+			failed = -EIO;
+	}
+	free(devs);
+	return failed;
+}
+
+static int qctl_cmd_detach(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "all",	no_argument,	NULL, 'a' },
+		{ "help",	no_argument,	NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char name[QCTL_DISK_NAME_BYTES + 8];
+	struct qctl_nl *nl;
+	bool all = false;
+	bool failed = false;
+	__u32 *idx;
+	int c, i, nr;
+
+	while ((c = getopt_long(argc, argv, ":ah", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			all = true;
+			break;
+		case 'h':
+			return qctl_help();
+		default:
+			return qctl_bad_option(argv, c);
+		}
+	}
+	nr = argc - optind;
+	if (all == (nr > 0)) {
+		warnx(all ? "detach: --all takes no device" :
+		      "detach: no device specified");
+		return qctl_try_help();
+	}
+
+	/* Judge every name before detaching any. */
+	idx = calloc(nr ? nr : 1, sizeof(*idx));
+	if (!idx) {
+		warnx("%s", strerror(ENOMEM));
+		return EXIT_FAILURE;
+	}
+	for (i = 0; i < nr; i++)
+		if (qctl_get_dev(argv[optind + i], &idx[i], name,
+				 sizeof(name)))
+			failed = true;
+	if (failed || qctl_connect(&nl)) {
+		free(idx);
+		return EXIT_FAILURE;
+	}
+
+	if (all && qctl_detach_all(nl))
+		failed = true;
+	for (i = 0; i < nr; i++) {
+		snprintf(name, sizeof(name), "/dev/" QCOW2BLK_DISK_PREFIX "%u",
+			 idx[i]);
+		if (qctl_detach_one(nl, idx[i], name))
+			failed = true;
+	}
+	qctl_nl_close(nl);
+	free(idx);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* ---- list -------------------------------------------------------------- */
+
+/* "NAME,SIZE" into column ids; returns how many, or -1 after a message. */
+static int qctl_parse_columns(const char *list, int *ids, int max)
+{
+	char *copy, *tok, *save;
+	int nr = 0;
+	size_t i;
+
+	copy = strdup(list);
+	if (!copy) {
+		warnx("%s", strerror(ENOMEM));
+		return -1;
+	}
+	for (tok = strtok_r(copy, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		for (i = 0; i < QCTL_NR_COLINFOS; i++)
+			if (!strcasecmp(tok, qctl_colinfos[i].col.name))
+				break;
+		if (i == QCTL_NR_COLINFOS) {
+			warnx("unknown column: %s", tok);
+			goto err;
+		}
+		if (nr == max) {
+			warnx("too many columns");
+			goto err;
+		}
+		ids[nr++] = i;
+	}
+	free(copy);
+	if (!nr)
+		warnx("no columns in '%s'", list);
+	return nr ? nr : -1;
+err:
+	free(copy);
+	return -1;
+}
+
+static int qctl_fill_row(struct qctl_table *t, const struct qctl_dev *dev,
+			 const int *ids, int nr_ids)
+{
+	bool has_state = qctl_dev_has(dev, QCOW2BLK_ATTR_STATE);
+	char name[QCTL_DISK_NAME_BYTES + 8];
+	int i, ret;
+
+	ret = qctl_table_add_row(t);
+	for (i = 0; i < nr_ids && !ret; i++) {
+		switch (ids[i]) {
+		case COL_NAME:
+			qctl_dev_path(dev, name, sizeof(name));
+			ret = qctl_table_set_str(t, i, name);
+			break;
+		case COL_IMAGE:
+			if (qctl_dev_has(dev, QCOW2BLK_ATTR_IMAGE_PATH))
+				ret = qctl_table_set_str(t, i,
+							 dev->image_path);
+			break;
+		case COL_SIZE:
+			if (qctl_dev_has(dev, QCOW2BLK_ATTR_VIRTUAL_SIZE))
+				ret = qctl_table_set_num(t, i,
+							 dev->virtual_size);
+			break;
+		case COL_CLUSTER:
+			if (qctl_dev_has(dev, QCOW2BLK_ATTR_CLUSTER_SIZE))
+				ret = qctl_table_set_num(t, i,
+							 dev->cluster_size);
+			break;
+		case COL_VERSION:
+			if (qctl_dev_has(dev, QCOW2BLK_ATTR_FORMAT_VERSION))
+				ret = qctl_table_set_num(t, i,
+							 dev->format_version);
+			break;
+		case COL_RO:
+			if (has_state)
+				ret = qctl_table_set_bool(t, i, dev->state &
+						QCOW2BLK_S_READ_ONLY);
+			break;
+		case COL_DIO:
+			if (has_state)
+				ret = qctl_table_set_bool(t, i, dev->state &
+						QCOW2BLK_S_DIRECT_IO);
+			break;
+		case COL_L2CACHE:
+			if (qctl_dev_has(dev, QCOW2BLK_ATTR_L2_CACHE_BYTES))
+				ret = qctl_table_set_num(t, i,
+							 dev->l2_cache_bytes);
+			break;
+		}
+	}
+	return ret;
+}
+
+static int qctl_print_devs(const struct qctl_dev *devs, size_t nr,
+			   const int *ids, int nr_ids,
+			   enum qctl_table_mode mode, bool headings)
+{
+	struct qctl_column cols[QCTL_MAX_COLS];
+	struct qctl_table *t;
+	size_t r;
+	int i, ret = 0;
+
+	for (i = 0; i < nr_ids; i++)
+		cols[i] = qctl_colinfos[ids[i]].col;
+	t = qctl_table_new("qcowdevices", cols, nr_ids);
+	if (!t)
+		ret = -ENOMEM;
+	for (r = 0; r < nr && !ret; r++)
+		ret = qctl_fill_row(t, &devs[r], ids, nr_ids);
+	if (!ret)
+		ret = qctl_table_print(t, stdout, mode, headings);
+	qctl_table_free(t);
+	if (ret)
+		warnx("cannot print the list: %s", strerror(-ret));
+	return ret;
+}
+
+static int qctl_cmd_list(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json",	no_argument,		NULL, 'J' },
+		{ "noheadings",	no_argument,		NULL, 'n' },
+		{ "output",	required_argument,	NULL, 'O' },
+		{ "raw",	no_argument,		NULL, OPT_RAW },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	enum qctl_table_mode mode = QCTL_TABLE_PRETTY;
+	char name[QCTL_DISK_NAME_BYTES + 8];
+	int ids[QCTL_MAX_COLS];
+	struct qctl_dev *devs = NULL;
+	struct qctl_dev one;
+	struct qctl_nl *nl;
+	bool headings = true;
+	bool json = false, raw = false;
+	int nr_ids = -1;
+	size_t nr = 0;
+	__u32 index;
+	int c, i, ret;
+
+	while ((c = getopt_long(argc, argv, ":JnO:h", longopts,
+				NULL)) != -1) {
+		switch (c) {
+		case 'J':
+			json = true;
+			break;
+		case 'n':
+			headings = false;
+			break;
+		case 'O':
+			nr_ids = qctl_parse_columns(optarg, ids,
+						    QCTL_MAX_COLS);
+			if (nr_ids < 0)
+				return EXIT_FAILURE;
+			break;
+		case OPT_RAW:
+			raw = true;
+			break;
+		case 'h':
+			return qctl_help();
+		default:
+			return qctl_bad_option(argv, c);
+		}
+	}
+	if (json && raw) {
+		warnx("--json and --raw are mutually exclusive");
+		return qctl_try_help();
+	}
+	if (json)
+		mode = QCTL_TABLE_JSON;
+	else if (raw)
+		mode = QCTL_TABLE_RAW;
+	if (nr_ids < 0) {
+		nr_ids = QCTL_NR_COLINFOS;
+		for (i = 0; i < nr_ids; i++)
+			ids[i] = i;
+	}
+	if (argc - optind > 1) {
+		warnx("list: only one device at a time");
+		return qctl_try_help();
+	}
+	if (optind < argc &&
+	    qctl_get_dev(argv[optind], &index, name, sizeof(name)))
+		return EXIT_FAILURE;
+
+	if (qctl_connect(&nl))
+		return EXIT_FAILURE;
+	if (optind < argc) {
+		ret = qctl_nl_get(nl, index, &one);
+		if (ret)
+			warnx("%s: list failed: %s", name,
+			      qctl_reason(nl, ret));
+		else
+			ret = qctl_print_devs(&one, 1, ids, nr_ids, mode,
+					      headings);
+	} else {
+		ret = qctl_nl_list(nl, &devs, &nr);
+		if (ret)
+			warnx("list failed: %s", qctl_reason(nl, ret));
+		else
+			ret = qctl_print_devs(devs, nr, ids, nr_ids, mode,
+					      headings);
+		free(devs);
+	}
+	qctl_nl_close(nl);
+	return ret ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* ---- set --------------------------------------------------------------- */
+
+static int qctl_cmd_set(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "l2-cache",	required_argument,	NULL, OPT_L2_CACHE },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char name[QCTL_DISK_NAME_BYTES + 8];
+	bool has_l2_cache = false;
+	struct qctl_nl *nl;
+	struct qctl_dev dev;
+	__u64 l2_cache_bytes;
+	__u32 index;
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_L2_CACHE:
+			if (qctl_get_size("--l2-cache", optarg,
+					  &l2_cache_bytes))
+				return EXIT_FAILURE;
+			has_l2_cache = true;
+			break;
+		case 'h':
+			return qctl_help();
+		default:
+			return qctl_bad_option(argv, c);
+		}
+	}
+	if (optind != argc - 1) {
+		warnx(optind == argc ? "set: no device specified" :
+		      "set: only one device at a time");
+		return qctl_try_help();
+	}
+	if (!has_l2_cache) {
+		warnx("set: nothing to set (--l2-cache)");
+		return qctl_try_help();
+	}
+	if (qctl_get_dev(argv[optind], &index, name, sizeof(name)))
+		return EXIT_FAILURE;
+
+	if (qctl_connect(&nl))
+		return EXIT_FAILURE;
+	ret = qctl_nl_set_l2_cache(nl, index, l2_cache_bytes, &dev);
+	if (ret)
+		warnx("%s: set failed: %s", name, qctl_reason(nl, ret));
+	qctl_nl_close(nl);
+	return ret ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* ---- features ---------------------------------------------------------- */
+
+static const struct {
+	__u64 flag;
+	const char *name;	/* as the attach option */
+} qctl_flag_names[] = {
+	{ QCOW2BLK_F_READ_ONLY,		"read-only" },
+	{ QCOW2BLK_F_BUFFERED_IO,	"buffered" },
+};
+
+static int qctl_cmd_features(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help",	no_argument,	NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct qctl_nl *nl;
+	__u64 features, left;
+	__u32 version;
+	size_t i;
+	int c, ret;
+
+	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+		if (c == 'h')
+			return qctl_help();
+		return qctl_bad_option(argv, c);
+	}
+	if (optind != argc) {
+		warnx("features: unexpected argument '%s'", argv[optind]);
+		return qctl_try_help();
+	}
+
+	if (qctl_connect(&nl))
+		return EXIT_FAILURE;
+	ret = qctl_nl_features(nl, &version, &features);
+	if (ret) {
+		warnx("features failed: %s", qctl_reason(nl, ret));
+		qctl_nl_close(nl);
+		return EXIT_FAILURE;
+	}
+	qctl_nl_close(nl);
+
+	printf("version: %u\n", version);
+	printf("flags: 0x%llx", features);
+	left = features;
+	for (i = 0; i < ARRAY_SIZE(qctl_flag_names); i++) {
+		if (left & qctl_flag_names[i].flag)
+			printf(" %s", qctl_flag_names[i].name);
+		left &= ~qctl_flag_names[i].flag;
+	}
+	/* Flags of a newer module that this qcow2ctl cannot name. */
+	if (left)
+		printf(" 0x%llx", left);
+	printf("\n");
+	return EXIT_SUCCESS;
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} qctl_cmds[] = {
+	{ "attach",	qctl_cmd_attach },
+	{ "detach",	qctl_cmd_detach },
+	{ "list",	qctl_cmd_list },
+	{ "set",	qctl_cmd_set },
+	{ "features",	qctl_cmd_features },
+};
+
+int main(int argc, char **argv)
+{
+	size_t i;
+
+	opterr = 0;
+	if (argc < 2) {
+		warnx("no command specified");
+		return qctl_try_help();
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
+		return qctl_help();
+	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version"))
+		return qctl_version();
+
+	for (i = 0; i < ARRAY_SIZE(qctl_cmds); i++)
+		if (!strcmp(argv[1], qctl_cmds[i].name))
+			return qctl_cmds[i].fn(argc - 1, argv + 1);
+
+	warnx(argv[1][0] == '-' ? "unrecognized option '%s'" :
+	      "unknown command '%s'", argv[1]);
+	return qctl_try_help();
+}

@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Check tests of qcow2ctl's column table (pretty, raw and JSON output) and
+ * of its argument parsing (sizes, device names). Built and run by
+ * "make -C qcow2ctl check".
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "table.h"
+#include "util.h"
+
+static const struct qctl_column cols[] = {
+	{ "NAME", QCTL_CELL_STR },
+	{ "SIZE", QCTL_CELL_NUM },
+	{ "RO", QCTL_CELL_BOOL },
+	{ "IMAGE", QCTL_CELL_STR },
+};
+
+/* Print @t in @mode into a string the caller frees. */
+static char *render(struct qctl_table *t, enum qctl_table_mode mode,
+		    bool headings)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	f = open_memstream(&buf, &len);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(qctl_table_print(t, f, mode, headings), 0);
+	fclose(f);
+	return buf;
+}
+
+static struct qctl_table *two_rows(void)
+{
+	struct qctl_table *t = qctl_table_new("qcowdevices", cols, 4);
+
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_eq(qctl_table_add_row(t), 0);
+	ck_assert_int_eq(qctl_table_set_str(t, 0, "/dev/qcow0"), 0);
+	ck_assert_int_eq(qctl_table_set_num(t, 1, 1073741824ULL), 0);
+	ck_assert_int_eq(qctl_table_set_bool(t, 2, true), 0);
+	ck_assert_int_eq(qctl_table_set_str(t, 3, "/img/a b\"c\\.qcow2"), 0);
+	ck_assert_int_eq(qctl_table_add_row(t), 0);
+	ck_assert_int_eq(qctl_table_set_str(t, 0, "/dev/qcow12"), 0);
+	ck_assert_int_eq(qctl_table_set_num(t, 1, 512), 0);
+	ck_assert_int_eq(qctl_table_set_bool(t, 2, false), 0);
+	/* IMAGE of the second row left absent */
+	return t;
+}
+
+START_TEST(test_table_pretty)
+{
+	struct qctl_table *t = two_rows();
+	char *s = render(t, QCTL_TABLE_PRETTY, true);
+
+	ck_assert_str_eq(s,
+		"NAME              SIZE RO IMAGE\n"
+		"/dev/qcow0  1073741824  1 /img/a b\"c\\.qcow2\n"
+		"/dev/qcow12        512  0 \n");
+	free(s);
+	s = render(t, QCTL_TABLE_PRETTY, false);
+	ck_assert_str_eq(s,
+		"/dev/qcow0  1073741824  1 /img/a b\"c\\.qcow2\n"
+		"/dev/qcow12        512  0 \n");
+	free(s);
+	qctl_table_free(t);
+}
+END_TEST
+
+START_TEST(test_table_raw)
+{
+	struct qctl_table *t = two_rows();
+	char *s = render(t, QCTL_TABLE_RAW, true);
+
+	ck_assert_str_eq(s,
+		"NAME SIZE RO IMAGE\n"
+		"/dev/qcow0 1073741824 1 /img/a\\x20b\"c\\x5c.qcow2\n"
+		"/dev/qcow12 512 0 \n");
+	free(s);
+	qctl_table_free(t);
+}
+END_TEST
+
+START_TEST(test_table_json)
+{
+	struct qctl_table *t = two_rows();
+	char *s = render(t, QCTL_TABLE_JSON, true);
+
+	ck_assert_str_eq(s,
+		"{\n"
+		"   \"qcowdevices\": [\n"
+		"      {\n"
+		"         \"name\": \"/dev/qcow0\",\n"
+		"         \"size\": 1073741824,\n"
+		"         \"ro\": true,\n"
+		"         \"image\": \"/img/a b\\\"c\\\\.qcow2\"\n"
+		"      },\n"
+		"      {\n"
+		"         \"name\": \"/dev/qcow12\",\n"
+		"         \"size\": 512,\n"
+		"         \"ro\": false,\n"
+		"         \"image\": null\n"
+		"      }\n"
+		"   ]\n"
+		"}\n");
+	free(s);
+	qctl_table_free(t);
+}
+END_TEST
+
+START_TEST(test_table_empty)
+{
+	struct qctl_table *t = qctl_table_new("qcowdevices", cols, 4);
+	char *s;
+
+	s = render(t, QCTL_TABLE_PRETTY, true);
+	ck_assert_str_eq(s, "");
+	free(s);
+	s = render(t, QCTL_TABLE_JSON, true);
+	ck_assert_str_eq(s, "{\n   \"qcowdevices\": []\n}\n");
+	free(s);
+	qctl_table_free(t);
+}
+END_TEST
+
+START_TEST(test_table_escape_control)
+{
+	struct qctl_table *t = qctl_table_new("qcowdevices", cols, 1);
+	char *s;
+
+	ck_assert_int_eq(qctl_table_add_row(t), 0);
+	ck_assert_int_eq(qctl_table_set_str(t, 0, "a\nb\x01"), 0);
+	s = render(t, QCTL_TABLE_PRETTY, false);
+	ck_assert_str_eq(s, "a\\x0ab\\x01\n");
+	free(s);
+	s = render(t, QCTL_TABLE_JSON, false);
+	ck_assert_ptr_nonnull(strstr(s, "\"name\": \"a\\nb\\u0001\""));
+	free(s);
+	qctl_table_free(t);
+}
+END_TEST
+
+START_TEST(test_table_misuse)
+{
+	struct qctl_table *t = qctl_table_new("x", cols, 4);
+
+	ck_assert_int_eq(qctl_table_set_str(t, 0, "no row"), -EINVAL);
+	ck_assert_int_eq(qctl_table_add_row(t), 0);
+	ck_assert_int_eq(qctl_table_set_str(t, 4, "bad column"), -EINVAL);
+	ck_assert_int_eq(qctl_table_set_num(t, 0, 1), -EINVAL);
+	ck_assert_int_eq(qctl_table_set_str(t, 1, "not a number"), -EINVAL);
+	qctl_table_free(t);
+	ck_assert_ptr_null(qctl_table_new("x", cols, 0));
+}
+END_TEST
+
+START_TEST(test_table_many_rows)
+{
+	struct qctl_table *t = qctl_table_new("x", cols, 4);
+	int i;
+
+	for (i = 0; i < 100; i++) {
+		ck_assert_int_eq(qctl_table_add_row(t), 0);
+		ck_assert_int_eq(qctl_table_set_num(t, 1, i), 0);
+	}
+	free(render(t, QCTL_TABLE_PRETTY, true));
+	qctl_table_free(t);
+}
+END_TEST
+
+START_TEST(test_parse_size)
+{
+	static const struct {
+		const char *s;
+		int ret;
+		__u64 bytes;
+	} cases[] = {
+		{ "0", 0, 0 },
+		{ "4096", 0, 4096 },
+		{ "64K", 0, 64ULL << 10 },
+		{ "64k", 0, 64ULL << 10 },
+		{ "8M", 0, 8ULL << 20 },
+		{ "8MiB", 0, 8ULL << 20 },
+		{ "1G", 0, 1ULL << 30 },
+		{ "2T", 0, 2ULL << 40 },
+		{ "18446744073709551615", 0, ~0ULL },
+		{ "18446744073709551616", -ERANGE, 0 },
+		{ "16777216T", -ERANGE, 0 },
+		{ "16777215T", 0, 16777215ULL << 40 },
+		{ "", -EINVAL, 0 },
+		{ "K", -EINVAL, 0 },
+		{ "-1", -EINVAL, 0 },
+		{ "+1", -EINVAL, 0 },
+		{ " 1", -EINVAL, 0 },
+		{ "1 ", -EINVAL, 0 },
+		{ "1KB", -EINVAL, 0 },
+		{ "1Ki", -EINVAL, 0 },
+		{ "1P", -EINVAL, 0 },
+		{ "0x10", -EINVAL, 0 },
+		{ "1.5M", -EINVAL, 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		__u64 bytes = 12345;
+		int ret = qctl_parse_size(cases[i].s, &bytes);
+
+		ck_assert_msg(ret == cases[i].ret, "'%s': %d", cases[i].s,
+			      ret);
+		if (!ret)
+			ck_assert_msg(bytes == cases[i].bytes, "'%s': %llu",
+				      cases[i].s, bytes);
+	}
+}
+END_TEST
+
+START_TEST(test_parse_dev)
+{
+	__u32 index = 99;
+
+	ck_assert_int_eq(qctl_parse_dev("/dev/qcow0", &index), 0);
+	ck_assert_uint_eq(index, 0);
+	ck_assert_int_eq(qctl_parse_dev("qcow17", &index), 0);
+	ck_assert_uint_eq(index, 17);
+	ck_assert_int_eq(qctl_parse_dev("5", &index), 0);
+	ck_assert_uint_eq(index, 5);
+	ck_assert_int_eq(qctl_parse_dev("4294967295", &index), 0);
+	ck_assert_uint_eq(index, 4294967295U);
+	ck_assert_int_eq(qctl_parse_dev("4294967296", &index), -ERANGE);
+	ck_assert_int_eq(qctl_parse_dev("qcow", &index), -EINVAL);
+	ck_assert_int_eq(qctl_parse_dev("qcow0p1", &index), -EINVAL);
+	ck_assert_int_eq(qctl_parse_dev("/dev/loop0", &index), -EINVAL);
+	ck_assert_int_eq(qctl_parse_dev("/dev/qcow-1", &index), -EINVAL);
+	ck_assert_int_eq(qctl_parse_dev("-1", &index), -EINVAL);
+	ck_assert_int_eq(qctl_parse_dev("", &index), -EINVAL);
+	ck_assert_int_eq(qctl_parse_dev("/nonexistent/x", &index), -EINVAL);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("qcow2ctl");
+	TCase *tc = tcase_create("table");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, test_table_pretty);
+	tcase_add_test(tc, test_table_raw);
+	tcase_add_test(tc, test_table_json);
+	tcase_add_test(tc, test_table_empty);
+	tcase_add_test(tc, test_table_escape_control);
+	tcase_add_test(tc, test_table_misuse);
+	tcase_add_test(tc, test_table_many_rows);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("args");
+	tcase_add_test(tc, test_parse_size);
+	tcase_add_test(tc, test_parse_dev);
+	suite_add_tcase(s, tc);
+
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
