@@ -35,6 +35,12 @@
 #define QCOW2_MAX_BACKING_NAME		1023U
 #define QCOW2_MAX_DATA_FILE_NAME	1023U
 #define QCOW2_MAX_FORMAT_NAME		15U
+/* Header extension sizes fixed by the spec. */
+#define QCOW2_CRYPTO_EXT_BYTES		16U
+#define QCOW2_BITMAPS_EXT_MIN_BYTES	24U
+#define QCOW2_FEATURE_ENTRY_BYTES	48U
+#define QCOW2_FEATURE_NAME_BYTES	46U
+#define QCOW2_FEATURE_TYPE_INCOMPAT	0
 /* Host offsets in tables are bits 9-55. */
 #define QCOW2_MAX_HOST_OFFSET		(1ULL << 56)
 /* Virtual sizes beyond this overflow byte arithmetic on 64-bit offsets. */
@@ -128,7 +134,20 @@ struct qcow2_err {
 	char msg[QCOW2_ERR_MSG_BYTES];
 };
 
+/* Fill @err (may be NULL) with a printf-style reason; truncates safely. */
+#define qcow2_err_set(err, fmt, ...) do {				\
+	if (err)							\
+		snprintf((err)->msg, sizeof((err)->msg), fmt,		\
+			 ##__VA_ARGS__);				\
+} while (0)
+
 /* ---- Decoded header ---------------------------------------------------- */
+
+/*
+ * Printable prefix of a name from the header cluster, for messages only:
+ * NUL-terminated, non-printable bytes replaced by '?', truncated.
+ */
+#define QCOW2_NAME_HINT_BYTES		64
 
 /* A string that lives in the header cluster: byte range, not terminated. */
 struct qcow2_name_ref {
@@ -168,6 +187,8 @@ struct qcow2_header {
 	struct qcow2_name_ref data_file;
 	bool has_crypto_ext;
 	bool has_bitmaps_ext;
+	char backing_file_hint[QCOW2_NAME_HINT_BYTES];
+	char data_file_hint[QCOW2_NAME_HINT_BYTES];
 };
 
 /* What the caller is prepared to serve; refusals name the first missing. */
@@ -187,9 +208,10 @@ struct qcow2_header {
  * magic, version, field ranges and alignment, tables inside the file, header
  * extensions, feature bits known to this engine.
  *
- * Return: 0, -EINVAL (not qcow2, or a field out of range), -EUCLEAN
- * (inconsistent metadata), -EOPNOTSUPP (unknown incompatible features or an
- * unknown compression type).
+ * Return: 0, -EINVAL (not qcow2, or a field the spec or a QCOW2_MAX_* limit
+ * forbids, including malformed header extensions), -EUCLEAN (a table that
+ * starts outside the file), -EOPNOTSUPP (version other than 2 and 3, unknown
+ * incompatible features or an unknown compression type).
  */
 int qcow2_header_decode(const void *buf, size_t buf_len, u64 file_size,
 			struct qcow2_header *h, struct qcow2_err *err);
@@ -271,6 +293,8 @@ struct qcow2_io {
 #define QCOW2_L2C_MIN_SLICES		2
 #define QCOW2_L2C_MAX_SLICE_BYTES	4096U
 #define QCOW2_L2C_DEFAULT_MAX_BYTES	(8U << 20)
+/* Hard cap on any requested size, so a tunable cannot exhaust memory. */
+#define QCOW2_L2C_MAX_BYTES		(1U << 30)
 
 struct qcow2_l2c_slice;
 
@@ -289,6 +313,7 @@ struct qcow2_l2_cache {
 	s32 *buckets;			/* index of first slice, -1 if none */
 	s32 lru_head;			/* most recently used, -1 if empty */
 	s32 lru_tail;			/* least recently used */
+	s32 free_head;			/* first slice holding nothing */
 	struct qcow2_l2c_stats stats;
 };
 
@@ -375,5 +400,48 @@ u64 qcow2_l2c_bytes(const struct qcow2_image *img);
 
 /** qcow2_l2c_get_stats() - snapshot the L2 cache counters */
 void qcow2_l2c_get_stats(struct qcow2_image *img, struct qcow2_l2c_stats *st);
+
+/* ---- Engine internals: shared between lib/ files, not for callers ------ */
+
+/**
+ * qcow2_l2c_init() - allocate an empty L2 cache
+ * @c: cache to set up, contents ignored
+ * @slice_bytes: bytes per slice, power of two, 512..QCOW2_L2C_MAX_SLICE_BYTES
+ * @nr_slices: capacity, QCOW2_L2C_MIN_SLICES..QCOW2_L2C_MAX_BYTES/slice_bytes
+ *
+ * Context: may sleep (allocates every slice buffer up front, so lookups
+ * never allocate).
+ * Return: 0, -EINVAL (bad geometry) or -ENOMEM.
+ */
+int qcow2_l2c_init(struct qcow2_l2_cache *c, u32 slice_bytes, u32 nr_slices);
+
+/**
+ * qcow2_l2c_destroy() - free a cache set up by qcow2_l2c_init()
+ * @c: cache; zeroed afterwards, so destroying twice is harmless
+ *
+ * Context: any context that may free memory.
+ */
+void qcow2_l2c_destroy(struct qcow2_l2_cache *c);
+
+/**
+ * qcow2_l2c_slices_for() - slices a cache of @bytes holds for @img
+ * @img: image whose cache geometry applies
+ * @bytes: requested bytes, clamped to QCOW2_L2C_MAX_BYTES
+ *
+ * Context: any.
+ * Return: slice count, rounded up, at least QCOW2_L2C_MIN_SLICES.
+ */
+u32 qcow2_l2c_slices_for(const struct qcow2_image *img, u64 bytes);
+
+/**
+ * __qcow2_l2c_get() - find or read one L2 slice
+ * @img: open image; l2c_lock held
+ * @slice_off: host offset of the slice, slice aligned
+ * @data: the slice's bytes (big-endian entries), valid until the lock drops
+ *
+ * Context: l2c_lock held; may sleep in qcow2_io::pread on a miss.
+ * Return: 0 or the -errno of the read (the cache is unchanged then).
+ */
+int __qcow2_l2c_get(struct qcow2_image *img, u64 slice_off, const u8 **data);
 
 #endif /* QCOW2_H */

@@ -82,15 +82,15 @@ struct qcow2_mutex {
 #include <endian.h>
 #include <pthread.h>
 #include <assert.h>
+#include <linux/types.h>
 
 typedef uint8_t u8;
 typedef uint16_t u16;
 typedef uint32_t u32;
 typedef uint64_t u64;
+typedef int32_t s32;
 typedef int64_t s64;
-typedef uint32_t __be32;
-typedef uint64_t __be64;
-typedef uint16_t __be16;
+/* __be16/32/64 come from the uapi header; pthread.h may include it too. */
 
 #ifndef EUCLEAN
 #define EUCLEAN 117
