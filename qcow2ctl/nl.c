@@ -415,7 +415,9 @@ int qctl_nl_attach(struct qctl_nl *nl, const struct qctl_attach_req *areq,
 		nlmsg_free(msg);
 		return -EMSGSIZE;
 	}
-	return qctl_nl_run_dev(nl, msg, &req);
+	/* The device exists once acked, even if its reply was lost. */
+	dev->present = 0;
+	return qctl_nl_run(nl, msg, &req, false);
 }
 
 int qctl_nl_detach(struct qctl_nl *nl, __u32 index)

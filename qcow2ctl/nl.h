@@ -59,9 +59,16 @@ void qctl_nl_close(struct qctl_nl *nl);
 /* Extended ack text of the last failed request, "" if the kernel sent none. */
 const char *qctl_nl_errmsg(const struct qctl_nl *nl);
 
+/*
+ * qctl_nl_attach() - attach the image open on @req->fd
+ * @dev: the new device; @dev->present is 0 if the kernel attached it but
+ *       could not send its description
+ */
 int qctl_nl_attach(struct qctl_nl *nl, const struct qctl_attach_req *req,
 		   struct qctl_dev *dev);
 int qctl_nl_detach(struct qctl_nl *nl, __u32 index);
+
+/* GET and SET fail with -EPROTO when the kernel acks without the device. */
 int qctl_nl_get(struct qctl_nl *nl, __u32 index, struct qctl_dev *dev);
 int qctl_nl_set_l2_cache(struct qctl_nl *nl, __u32 index, __u64 bytes,
 			 struct qctl_dev *dev);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * qcow2ctl precheck, the one file that includes the engine (its userspace
- * seam typedefs would clash with <linux/types.h> used elsewhere).
+ * qcow2ctl precheck: the one file that includes the engine, so its types
+ * and helpers stay out of the command layer.
  */
 #include <errno.h>
 #include <stdlib.h>

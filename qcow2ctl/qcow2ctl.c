@@ -130,14 +130,18 @@ static int qctl_try_help(void)
 /* getopt_long() is silenced (opterr = 0) so every message has one form. */
 static int qctl_bad_option(char **argv, int c)
 {
-	if (c == ':' && optopt)
+	const char *arg = argv[optind - 1];
+	bool is_short = strncmp(arg, "--", 2) && optopt > 0 &&
+			optopt < OPT_L2_CACHE;
+
+	if (c == ':' && is_short)
 		warnx("option requires an argument -- '%c'", optopt);
 	else if (c == ':')
-		warnx("option '%s' requires an argument", argv[optind - 1]);
-	else if (optopt)
+		warnx("option '%s' requires an argument", arg);
+	else if (is_short)
 		warnx("invalid option -- '%c'", optopt);
 	else
-		warnx("unrecognized option '%s'", argv[optind - 1]);
+		warnx("unrecognized option '%s'", arg);
 	return qctl_try_help();
 }
 
@@ -245,6 +249,12 @@ static int qctl_cmd_attach(int argc, char **argv)
 			if (qctl_get_size("--l2-cache", optarg,
 					  &req.l2_cache_bytes))
 				return EXIT_FAILURE;
+			/*
+			 * At attach the module reads 0 as "default"; any
+			 * size below one slice is rounded up to the minimum.
+			 */
+			if (!req.l2_cache_bytes)
+				req.l2_cache_bytes = 1;
 			req.has_l2_cache = true;
 			break;
 		case OPT_BUFFERED:
@@ -301,7 +311,11 @@ static int qctl_cmd_attach(int argc, char **argv)
 		warnx("%s: attach failed: %s", image, qctl_reason(nl, ret));
 		goto out_nl;
 	}
-	if (show) {
+	if (show && !qctl_dev_has(&dev, QCOW2BLK_ATTR_INDEX)) {
+		warnx("%s: attached, but the kernel did not report the device",
+		      image);
+		ret = -EPROTO;
+	} else if (show) {
 		qctl_dev_path(&dev, path, sizeof(path));
 		printf("%s\n", path);
 	}
