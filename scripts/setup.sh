@@ -58,12 +58,14 @@ apt-get install -y -q --no-install-recommends \
 	qemu-system-x86 qemu-utils fio \
 	libnl-3-dev libnl-genl-3-dev check \
 	e2fsprogs xfsprogs util-linux procps busybox-static \
-	python3-matplotlib zstd
+	python3-matplotlib zstd zlib1g-dev
 
 apt-get install -y -q --no-install-recommends -t bookworm-backports \
 	"$k612" "${k612/image/headers}"
 
-apt-get install -y -q --no-install-recommends -t trixie virtme-ng
+# libzstd-dev with virtme-ng: that pulls trixie's libzstd1, and the -dev
+# package must match it (qcow2-cat decompresses zstd clusters).
+apt-get install -y -q --no-install-recommends -t trixie virtme-ng libzstd-dev
 
 # checkpatch.pl is not in Debian's headers packages: take it (and the data
 # files it reads) from the matching kernel source package, into the headers'

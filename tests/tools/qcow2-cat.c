@@ -1,0 +1,321 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * qcow2-cat: write the guest-visible bytes of a qcow2 image, as the engine
+ * maps them, to stdout or a file. The host-side referee for the engine:
+ * its output must equal `qemu-img convert -O raw`.
+ *
+ *   qcow2-cat [--l2-cache BYTES] [--map] IMAGE [OUTPUT]
+ *
+ * A regular OUTPUT file is written sparse (zero extents become holes).
+ * --map prints the extents instead of the data. Exit status: 0 on success,
+ * 1 if the engine refuses the image or anything fails; the reason goes to
+ * stderr as "qcow2-cat: IMAGE: reason".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "qcow2.h"
+
+/* Bytes moved per read/write. */
+#define CAT_BUF_BYTES		(1U << 20)
+/* Raw deflate with a 4 KiB window, as QEMU writes compressed clusters. */
+#define CAT_DEFLATE_WBITS	(-12)
+
+struct cat {
+	const char *image;
+	int fd;			/* image file */
+	int out;		/* output */
+	bool sparse;		/* out is a regular file: seek over zeroes */
+	u64 out_pos;		/* bytes of output written or skipped */
+	struct qcow2_image img;
+	u8 *buf;		/* CAT_BUF_BYTES */
+	u8 *zbuf;		/* zeroes, CAT_BUF_BYTES */
+	u8 *cbuf;		/* compressed input, up to 2 cluster sizes */
+	u8 *cluster;		/* one decompressed cluster */
+	u64 cluster_key;	/* comp_off of the cluster in @cluster, or ~0 */
+	ZSTD_DCtx *zstd;
+};
+
+static void die(const struct cat *c, const char *fmt, const char *detail)
+{
+	fprintf(stderr, "qcow2-cat: %s: ", c->image);
+	fprintf(stderr, fmt, detail);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* Read @len bytes at @off; bytes past the end of the file read as zero. */
+static int pread_full(int fd, void *buf, size_t len, u64 off)
+{
+	u8 *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0) {
+			memset(p, 0, len);
+			return 0;
+		}
+		p += n;
+		len -= n;
+		off += n;
+	}
+	return 0;
+}
+
+static int cat_pread(void *priv, void *buf, size_t len, u64 off)
+{
+	const struct cat *c = priv;
+
+	return pread_full(c->fd, buf, len, off);
+}
+
+static void out_write(struct cat *c, const void *buf, size_t len)
+{
+	const u8 *p = buf;
+
+	while (len) {
+		ssize_t n = c->sparse ? pwrite(c->out, p, len, c->out_pos) :
+					write(c->out, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			die(c, "write failed: %s", strerror(errno));
+		p += n;
+		len -= n;
+		c->out_pos += n;
+	}
+}
+
+static void out_zeroes(struct cat *c, u64 len)
+{
+	if (c->sparse) {
+		c->out_pos += len;
+		return;
+	}
+	while (len) {
+		size_t n = len < CAT_BUF_BYTES ? len : CAT_BUF_BYTES;
+
+		out_write(c, c->zbuf, n);
+		len -= n;
+	}
+}
+
+static int inflate_cluster(const u8 *in, size_t in_len, u8 *out,
+			   size_t out_len)
+{
+	z_stream s;
+	int ret;
+
+	memset(&s, 0, sizeof(s));
+	if (inflateInit2(&s, CAT_DEFLATE_WBITS) != Z_OK)
+		return -1;
+	s.next_in = (u8 *)in;
+	s.avail_in = in_len;
+	s.next_out = out;
+	s.avail_out = out_len;
+	ret = inflate(&s, Z_FINISH);
+	inflateEnd(&s);
+	/* The input may run on into the next cluster: a full output is it. */
+	if ((ret == Z_STREAM_END || ret == Z_BUF_ERROR) && s.avail_out == 0)
+		return 0;
+	return -1;
+}
+
+static int unzstd_cluster(ZSTD_DCtx *z, const u8 *in, size_t in_len, u8 *out,
+			  size_t out_len)
+{
+	ZSTD_inBuffer ib = { .src = in, .size = in_len };
+	ZSTD_outBuffer ob = { .dst = out, .size = out_len };
+
+	ZSTD_DCtx_reset(z, ZSTD_reset_session_only);
+	while (ob.pos < ob.size) {
+		size_t in_pos = ib.pos, out_pos = ob.pos;
+		size_t r = ZSTD_decompressStream(z, &ob, &ib);
+
+		if (ZSTD_isError(r) || r == 0)
+			break;
+		if (ib.pos == in_pos && ob.pos == out_pos)
+			break;
+	}
+	return ob.pos == ob.size ? 0 : -1;
+}
+
+static void cat_compressed(struct cat *c, const struct qcow2_extent *e)
+{
+	u32 cs = c->img.h.cluster_size;
+	int ret;
+
+	if (c->cluster_key != e->comp_off) {
+		if (pread_full(c->fd, c->cbuf, e->comp_bytes, e->comp_off))
+			die(c, "read failed: %s", strerror(errno));
+		if (c->img.h.compression_type == QCOW2_COMPRESSION_ZSTD)
+			ret = unzstd_cluster(c->zstd, c->cbuf, e->comp_bytes,
+					     c->cluster, cs);
+		else
+			ret = inflate_cluster(c->cbuf, e->comp_bytes,
+					      c->cluster, cs);
+		if (ret)
+			die(c, "%s", "cannot decompress a compressed cluster");
+		c->cluster_key = e->comp_off;
+	}
+	out_write(c, c->cluster + e->cluster_off, e->len);
+}
+
+static void cat_data(struct cat *c, const struct qcow2_extent *e)
+{
+	u64 done = 0;
+
+	while (done < e->len) {
+		size_t n = e->len - done < CAT_BUF_BYTES ? e->len - done :
+							   CAT_BUF_BYTES;
+
+		if (pread_full(c->fd, c->buf, n, e->host_off + done))
+			die(c, "read failed: %s", strerror(errno));
+		out_write(c, c->buf, n);
+		done += n;
+	}
+}
+
+static const char *const ext_names[] = {
+	[QCOW2_EXT_DATA] = "data",
+	[QCOW2_EXT_ZERO] = "zero",
+	[QCOW2_EXT_UNALLOC] = "unalloc",
+	[QCOW2_EXT_COMPRESSED] = "compressed",
+};
+
+static void cat_run(struct cat *c, bool map_only)
+{
+	u64 size = c->img.h.size, pos = 0;
+	struct qcow2_extent e;
+	char msg[96];
+	int ret;
+
+	while (pos < size) {
+		ret = qcow2_map(&c->img, pos, size - pos, &e);
+		if (ret) {
+			snprintf(msg, sizeof(msg), "mapping guest offset %llu failed: %s",
+				 (unsigned long long)pos, strerror(-ret));
+			die(c, "%s", msg);
+		}
+		if (map_only) {
+			printf("%llu %llu %s %llu %llu %u %u\n",
+			       (unsigned long long)pos,
+			       (unsigned long long)e.len, ext_names[e.type],
+			       (unsigned long long)e.host_off,
+			       (unsigned long long)e.comp_off, e.comp_bytes,
+			       e.cluster_off);
+		} else if (e.type == QCOW2_EXT_DATA) {
+			cat_data(c, &e);
+		} else if (e.type == QCOW2_EXT_COMPRESSED) {
+			cat_compressed(c, &e);
+		} else {
+			out_zeroes(c, e.len);
+		}
+		pos += e.len;
+	}
+	if (!map_only && c->sparse && ftruncate(c->out, c->out_pos))
+		die(c, "truncating the output failed: %s", strerror(errno));
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: qcow2-cat [--l2-cache BYTES] [--map] IMAGE [OUTPUT]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "l2-cache", required_argument, NULL, 'c' },
+		{ "map", no_argument, NULL, 'm' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct qcow2_open_opts oo = { 0 };
+	struct qcow2_io io;
+	struct qcow2_err err;
+	struct cat c;
+	bool map_only = false;
+	struct stat st;
+	char *end;
+	int opt, ret;
+
+	memset(&c, 0, sizeof(c));
+	while ((opt = getopt_long(argc, argv, "c:mh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			errno = 0;
+			oo.l2_cache_bytes = strtoull(optarg, &end, 0);
+			if (errno || *end)
+				usage();
+			/* 0 asks for the minimum, not the default. */
+			if (!oo.l2_cache_bytes)
+				oo.l2_cache_bytes = 1;
+			break;
+		case 'm':
+			map_only = true;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (argc - optind < 1 || argc - optind > 2)
+		usage();
+
+	c.image = argv[optind];
+	c.fd = open(c.image, O_RDONLY);
+	if (c.fd < 0 || fstat(c.fd, &st))
+		die(&c, "%s", strerror(errno));
+	c.out = STDOUT_FILENO;
+	if (argc - optind == 2) {
+		c.out = open(argv[optind + 1], O_WRONLY | O_CREAT | O_TRUNC,
+			     0644);
+		if (c.out < 0)
+			die(&c, "cannot create output: %s", strerror(errno));
+	}
+
+	io.pread = cat_pread;
+	io.priv = &c;
+	ret = qcow2_image_open(&c.img, &io, st.st_size, &oo, &err);
+	if (ret)
+		die(&c, "%s", err.msg[0] ? err.msg : strerror(-ret));
+
+	if (!map_only && !fstat(c.out, &st) && S_ISREG(st.st_mode) &&
+	    lseek(c.out, 0, SEEK_CUR) == 0)
+		c.sparse = true;
+	c.buf = malloc(CAT_BUF_BYTES);
+	c.zbuf = calloc(1, CAT_BUF_BYTES);
+	c.cbuf = malloc(2 * (size_t)c.img.h.cluster_size + 4096);
+	c.cluster = malloc(c.img.h.cluster_size);
+	c.zstd = ZSTD_createDCtx();
+	c.cluster_key = ~0ULL;
+	if (!c.buf || !c.zbuf || !c.cbuf || !c.cluster || !c.zstd)
+		die(&c, "%s", strerror(ENOMEM));
+
+	cat_run(&c, map_only);
+
+	qcow2_image_close(&c.img);
+	ZSTD_freeDCtx(c.zstd);
+	free(c.buf);
+	free(c.zbuf);
+	free(c.cbuf);
+	free(c.cluster);
+	if (c.out != STDOUT_FILENO && close(c.out))
+		die(&c, "closing the output failed: %s", strerror(errno));
+	close(c.fd);
+	return 0;
+}
