@@ -232,6 +232,7 @@ static blk_status_t qcow2blk_queue_rq(struct blk_mq_hw_ctx *hctx,
 		break;
 	case REQ_OP_FLUSH:
 		/* Read-only: nothing is ever dirty. */
+		blk_mq_end_request(rq, BLK_STS_OK);
 		return BLK_STS_OK;
 	default:
 		pr_warn_ratelimited("qcow2blk: qcow%d: write to read-only device refused\n",
