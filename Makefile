@@ -89,12 +89,8 @@ unit: $(USER_BUILD)/libqcow2-san.a
 
 # ---- checks -----------------------------------------------------------
 
-CHECKPATCH ?= $(firstword $(wildcard /usr/src/linux-headers-*/scripts/checkpatch.pl))
-
 checkpatch:
-	@test -n "$(CHECKPATCH)" || { echo "checkpatch.pl not found"; exit 1; }
-	perl $(CHECKPATCH) --strict --no-tree --terse --show-types \
-		-f kernel/*.c kernel/*.h lib/*.c lib/*.h uapi/*.h
+	bash scripts/checkpatch.sh
 
 test:
 	bash tests/run

@@ -60,7 +60,7 @@ qcow2blk_alloc_disk(struct blk_mq_tag_set *set,
  * and these macros define the callbacks the target kernel expects.
  */
 #ifdef QCOW2BLK_HAVE_BLK_MODE_T
-typedef blk_mode_t qcow2blk_mode_t;
+#define qcow2blk_mode_t blk_mode_t
 
 #define QCOW2BLK_DEFINE_OPEN_RELEASE(open_fn, release_fn)		\
 static int open_fn##_cb(struct gendisk *disk, blk_mode_t mode)		\
@@ -72,7 +72,7 @@ static void release_fn##_cb(struct gendisk *disk)			\
 	release_fn(disk);						\
 }
 #else
-typedef fmode_t qcow2blk_mode_t;
+#define qcow2blk_mode_t fmode_t
 
 #define QCOW2BLK_DEFINE_OPEN_RELEASE(open_fn, release_fn)		\
 static int open_fn##_cb(struct block_device *bdev, fmode_t mode)	\

@@ -119,7 +119,7 @@ static int qcow2blk_rq_iter(struct qcow2blk_cmd *cmd, struct request *rq,
 	struct bio *bio = rq->bio;
 	struct req_iterator rq_iter;
 	struct bio_vec tmp, *bvec;
-	unsigned int nr = 0;
+	unsigned int nr = 0, i = 0;
 
 	rq_for_each_bvec(tmp, rq, rq_iter)
 		nr++;
@@ -130,8 +130,8 @@ static int qcow2blk_rq_iter(struct qcow2blk_cmd *cmd, struct request *rq,
 			return -ENOMEM;
 		cmd->bvec = bvec;
 		rq_for_each_bvec(tmp, rq, rq_iter)
-			*bvec++ = tmp;
-		iov_iter_bvec(iter, ITER_DEST, cmd->bvec, nr, blk_rq_bytes(rq));
+			bvec[i++] = tmp;
+		iov_iter_bvec(iter, ITER_DEST, bvec, nr, blk_rq_bytes(rq));
 		iter->iov_offset = 0;
 	} else {
 		/* One bio: use its vector in place, from where it starts. */

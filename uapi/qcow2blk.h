@@ -14,6 +14,7 @@
 
 #include <linux/types.h>
 #include <linux/ioctl.h>
+#include <linux/const.h>
 
 #define QCOW2BLK_GENL_NAME		"qcow2blk"
 #define QCOW2BLK_GENL_VERSION		1
@@ -25,16 +26,16 @@
 #define QCOW2BLK_PART_SHIFT		4
 
 /* Attach flags (QCOW2BLK_ATTR_FLAGS). */
-#define QCOW2BLK_F_READ_ONLY		(1ULL << 0) /* refuse writes */
-#define QCOW2BLK_F_BUFFERED_IO		(1ULL << 1) /* no direct I/O */
+#define QCOW2BLK_F_READ_ONLY		_BITULL(0) /* refuse writes */
+#define QCOW2BLK_F_BUFFERED_IO		_BITULL(1) /* no direct I/O */
 #define QCOW2BLK_F_ALL			(QCOW2BLK_F_READ_ONLY | \
 					 QCOW2BLK_F_BUFFERED_IO)
 
 /* State bits reported by GET and the ioctl (QCOW2BLK_ATTR_STATE). */
-#define QCOW2BLK_S_DIRECT_IO		(1ULL << 0) /* data uses direct I/O */
-#define QCOW2BLK_S_READ_ONLY		(1ULL << 1) /* device is read-only */
-#define QCOW2BLK_S_EXTENDED_L2		(1ULL << 2) /* image has subclusters */
-#define QCOW2BLK_S_ZSTD			(1ULL << 3) /* zstd compression */
+#define QCOW2BLK_S_DIRECT_IO		_BITULL(0) /* data uses direct I/O */
+#define QCOW2BLK_S_READ_ONLY		_BITULL(1) /* device is read-only */
+#define QCOW2BLK_S_EXTENDED_L2		_BITULL(2) /* image has subclusters */
+#define QCOW2BLK_S_ZSTD			_BITULL(3) /* zstd compression */
 
 enum qcow2blk_nl_cmd {
 	QCOW2BLK_CMD_UNSPEC,
@@ -54,6 +55,7 @@ enum qcow2blk_nl_cmd {
 
 	__QCOW2BLK_CMD_MAX,
 };
+
 #define QCOW2BLK_CMD_MAX (__QCOW2BLK_CMD_MAX - 1)
 
 enum qcow2blk_nl_attr {
@@ -74,6 +76,7 @@ enum qcow2blk_nl_attr {
 
 	__QCOW2BLK_ATTR_MAX,
 };
+
 #define QCOW2BLK_ATTR_MAX (__QCOW2BLK_ATTR_MAX - 1)
 
 /* ioctl on /dev/qcowN */
