@@ -25,7 +25,7 @@
 #define QCOW2_MIN_CLUSTER_BITS		9
 #define QCOW2_MAX_CLUSTER_BITS		21
 #define QCOW2_EXTL2_MIN_CLUSTER_BITS	14
-#define QCOW2_MAX_CLUSTER_SIZE		(1U << QCOW2_MAX_CLUSTER_BITS)
+#define QCOW2_MAX_CLUSTER_SIZE		BIT(QCOW2_MAX_CLUSTER_BITS)
 #define QCOW2_MAX_REFCOUNT_ORDER	6
 
 /* Implementation limits, as QEMU's, against hostile images. */
@@ -42,9 +42,9 @@
 #define QCOW2_FEATURE_NAME_BYTES	46U
 #define QCOW2_FEATURE_TYPE_INCOMPAT	0
 /* Host offsets in tables are bits 9-55. */
-#define QCOW2_MAX_HOST_OFFSET		(1ULL << 56)
+#define QCOW2_MAX_HOST_OFFSET		BIT_ULL(56)
 /* Virtual sizes beyond this overflow byte arithmetic on 64-bit offsets. */
-#define QCOW2_MAX_VIRTUAL_SIZE		(1ULL << 61)
+#define QCOW2_MAX_VIRTUAL_SIZE		BIT_ULL(61)
 
 #define QCOW2_INCOMPAT_DIRTY_BITNR	0
 #define QCOW2_INCOMPAT_CORRUPT_BITNR	1
@@ -136,8 +136,10 @@ struct qcow2_err {
 
 /* Fill @err (may be NULL) with a printf-style reason; truncates safely. */
 #define qcow2_err_set(err, fmt, ...) do {				\
-	if (err)							\
-		snprintf((err)->msg, sizeof((err)->msg), fmt,		\
+	struct qcow2_err *__qe = (err);					\
+									\
+	if (__qe)							\
+		snprintf(__qe->msg, sizeof(__qe->msg), fmt,		\
 			 ##__VA_ARGS__);				\
 } while (0)
 
@@ -294,7 +296,7 @@ struct qcow2_io {
 #define QCOW2_L2C_MAX_SLICE_BYTES	4096U
 #define QCOW2_L2C_DEFAULT_MAX_BYTES	(8U << 20)
 /* Hard cap on any requested size, so a tunable cannot exhaust memory. */
-#define QCOW2_L2C_MAX_BYTES		(1U << 30)
+#define QCOW2_L2C_MAX_BYTES		(1024U << 20)
 
 struct qcow2_l2c_slice;
 

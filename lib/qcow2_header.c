@@ -146,8 +146,9 @@ static int hdr_decode_fixed(const u8 *buf, size_t buf_len,
 		}
 		if (off < h->header_length || off > h->cluster_size ||
 		    len > h->cluster_size - off) {
-			qcow2_err_set(err, "backing file name at %#llx+%u is outside the header cluster",
-				      (unsigned long long)off, len);
+			qcow2_err_set(err,
+				      "backing file name at %#llx+%u is not in the header cluster",
+				      off, len);
 			return -EINVAL;
 		}
 		/* QEMU treats an empty name as no backing file. */
@@ -179,7 +180,7 @@ static void hdr_walk_exts(const u8 *buf, size_t area, struct qcow2_header *h,
 		if (x->end - off < sizeof(struct qcow2_disk_ext_hdr) ||
 		    off + sizeof(struct qcow2_disk_ext_hdr) > area) {
 			qcow2_err_set(err, "header extension at %#llx overruns the extension area",
-				      (unsigned long long)off);
+				      off);
 			x->ret = -EINVAL;
 			return;
 		}
@@ -189,8 +190,9 @@ static void hdr_walk_exts(const u8 *buf, size_t area, struct qcow2_header *h,
 		if (type == QCOW2_EXT_END)
 			return;
 		if (len > x->end - data || len > area - data) {
-			qcow2_err_set(err, "header extension %#x at %#llx (%u bytes) overruns the extension area",
-				      type, (unsigned long long)off, len);
+			qcow2_err_set(err,
+				      "header extension %#x at %#llx overruns its area (%u bytes)",
+				      type, off, len);
 			x->ret = -EINVAL;
 			return;
 		}
@@ -198,7 +200,8 @@ static void hdr_walk_exts(const u8 *buf, size_t area, struct qcow2_header *h,
 		switch (type) {
 		case QCOW2_EXT_BACKING_FORMAT:
 			if (len > QCOW2_MAX_FORMAT_NAME) {
-				qcow2_err_set(err, "backing format name too long (%u bytes, max %u)",
+				qcow2_err_set(err,
+					      "backing format name too long (%u bytes, max %u)",
 					      len, QCOW2_MAX_FORMAT_NAME);
 				x->ret = -EINVAL;
 				return;
@@ -220,7 +223,7 @@ static void hdr_walk_exts(const u8 *buf, size_t area, struct qcow2_header *h,
 			if (!IS_ALIGNED(get_be64(buf + data),
 					(u64)h->cluster_size)) {
 				qcow2_err_set(err, "crypto header offset %#llx not cluster aligned",
-					      (unsigned long long)get_be64(buf + data));
+					      get_be64(buf + data));
 				x->ret = -EINVAL;
 				return;
 			}
@@ -238,7 +241,8 @@ static void hdr_walk_exts(const u8 *buf, size_t area, struct qcow2_header *h,
 			break;
 		case QCOW2_EXT_BITMAPS:
 			if (len < QCOW2_BITMAPS_EXT_MIN_BYTES) {
-				qcow2_err_set(err, "bitmaps header extension too short (%u bytes, min %u)",
+				qcow2_err_set(err,
+					      "bitmaps extension too short (%u bytes, min %u)",
 					      len, QCOW2_BITMAPS_EXT_MIN_BYTES);
 				x->ret = -EINVAL;
 				return;
@@ -362,8 +366,8 @@ static int hdr_check_in_file(const char *what, u64 off, u64 file_size,
 	if (off < file_size)
 		return 0;
 	qcow2_err_set(err, "%s at offset %#llx is outside the image file (%llu bytes)",
-		      what, (unsigned long long)off,
-		      (unsigned long long)file_size);
+		      what, off,
+		      file_size);
 	return -EUCLEAN;
 }
 
@@ -374,7 +378,7 @@ static int hdr_check_aligned(const char *what, u64 off,
 	if (IS_ALIGNED(off, (u64)h->cluster_size))
 		return 0;
 	qcow2_err_set(err, "%s offset %#llx is not cluster aligned", what,
-		      (unsigned long long)off);
+		      off);
 	return -EINVAL;
 }
 
@@ -393,8 +397,8 @@ static int hdr_check_tables(struct qcow2_header *h, u64 file_size,
 
 	if (h->size > QCOW2_MAX_VIRTUAL_SIZE) {
 		qcow2_err_set(err, "virtual size %llu exceeds %llu",
-			      (unsigned long long)h->size,
-			      (unsigned long long)QCOW2_MAX_VIRTUAL_SIZE);
+			      h->size,
+			      QCOW2_MAX_VIRTUAL_SIZE);
 		return -EINVAL;
 	}
 	if (h->l1_size > QCOW2_MAX_L1_BYTES / sizeof(u64)) {
@@ -406,8 +410,8 @@ static int hdr_check_tables(struct qcow2_header *h, u64 file_size,
 	needed = (h->size + (1ULL << l1_shift) - 1) >> l1_shift;
 	if (needed > h->l1_size) {
 		qcow2_err_set(err, "L1 table too small (%u entries, %llu needed for %llu bytes)",
-			      h->l1_size, (unsigned long long)needed,
-			      (unsigned long long)h->size);
+			      h->l1_size, needed,
+			      h->size);
 		return -EINVAL;
 	}
 	h->l1_needed = needed;
@@ -491,7 +495,8 @@ int qcow2_header_decode(const void *buf, size_t buf_len, u64 file_size,
 		return ret;
 
 	if (buf_len < h->cluster_size && buf_len < file_size) {
-		qcow2_err_set(err, "internal error: header buffer of %zu bytes is shorter than a cluster",
+		qcow2_err_set(err,
+			      "header buffer of %zu bytes is shorter than a cluster",
 			      buf_len);
 		return -EINVAL;
 	}
@@ -541,7 +546,7 @@ int qcow2_header_check_supported(const struct qcow2_header *h, u64 open_flags,
 
 	if (open_flags & ~known) {
 		qcow2_err_set(err, "unknown open flags %#llx",
-			      (unsigned long long)(open_flags & ~known));
+			      (open_flags & ~known));
 		return -EINVAL;
 	}
 	if (h->crypt_method == QCOW2_CRYPT_LUKS) {
@@ -558,17 +563,20 @@ int qcow2_header_check_supported(const struct qcow2_header *h, u64 open_flags,
 	}
 	if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
 	    (open_flags & QCOW2_OPEN_WRITABLE)) {
-		qcow2_err_set(err, "image is dirty (not closed cleanly); run qemu-img check -r all before writing to it");
+		qcow2_err_set(err,
+			      "image is dirty; run qemu-img check -r all before writing to it");
 		return -EOPNOTSUPP;
 	}
 	if (h->backing_file.off && !(open_flags & QCOW2_OPEN_ALLOW_BACKING)) {
-		qcow2_err_set(err, "image has a backing file (%s); backing chains are not supported yet",
+		qcow2_err_set(err,
+			      "image has a backing file (%s); backing chains are not supported yet",
 			      h->backing_file_hint);
 		return -EOPNOTSUPP;
 	}
 	if ((h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) &&
 	    !(open_flags & QCOW2_OPEN_ALLOW_DATA_FILE)) {
-		qcow2_err_set(err, "image uses an external data file (%s); external data files are not supported",
+		qcow2_err_set(err,
+			      "image has an external data file (%s); data files are not supported",
 			      h->data_file.off ? h->data_file_hint : "unnamed");
 		return -EOPNOTSUPP;
 	}

@@ -75,7 +75,7 @@ static int image_load_l1(struct qcow2_image *img, struct qcow2_err *err)
 			    img->h.l1_table_offset);
 	if (ret) {
 		qcow2_err_set(err, "cannot read the L1 table at %#llx: error %d",
-			      (unsigned long long)img->h.l1_table_offset, ret);
+			      img->h.l1_table_offset, ret);
 		qcow2_free(img->l1);
 		img->l1 = NULL;
 		return ret < 0 ? ret : -EIO;
@@ -177,6 +177,14 @@ static u64 get_be64(const u8 *p)
 	return be64_to_cpu(v);
 }
 
+/* One format for every corruption report: table, index, entry, what. */
+static void map_log_corrupt(const char *table, u64 table_off, u64 idx,
+			    u64 entry, const char *what)
+{
+	qcow2_log_ratelimited("%s table at %#llx, index %llu: entry %#llx: %s",
+			      table, table_off, idx, entry, what);
+}
+
 /*
  * Grow @ext by @n bytes of @type (data at @host). Return false, leaving
  * @ext alone, if the bytes cannot join it.
@@ -276,11 +284,9 @@ static int map_slice(struct qcow2_image *img, u64 l2_off, u64 limit,
 	if (slice_off + slice_bytes > img->file_size) {
 		if (ext->len)
 			return MAP_STOP;
-		qcow2_log_ratelimited("L2 table at %#llx (L1 index %llu) lies beyond the end of the image file (%llu bytes)",
-				      (unsigned long long)l2_off,
-				      (unsigned long long)(mp->pos >>
-					(h->cluster_bits + h->l2_bits)),
-				      (unsigned long long)img->file_size);
+		map_log_corrupt("L1", h->l1_table_offset,
+				mp->pos >> (h->cluster_bits + h->l2_bits),
+				l2_off, "L2 table beyond end of file");
 		return -EUCLEAN;
 	}
 	ret = __qcow2_l2c_get(img, slice_off, &data);
@@ -306,22 +312,18 @@ static int map_slice(struct qcow2_image *img, u64 l2_off, u64 limit,
 			if (ret) {
 				if (ext->len)
 					return MAP_STOP;
-				qcow2_log_ratelimited("corrupt L2 entry %#llx (bitmap %#llx) at L2 index %u of the table at %#llx",
-						      (unsigned long long)entry,
-						      (unsigned long long)bitmap,
-						      l2_idx,
-						      (unsigned long long)l2_off);
+				map_log_corrupt("L2", l2_off, l2_idx, entry,
+						h->extended_l2 ?
+						"invalid entry or subcluster bitmap" :
+						"reserved bits set or misaligned");
 				return ret;
 			}
 			ret = map_unit(img, &d, unit_start,
 				       1U << h->subcluster_bits, cluster_start,
 				       &sub, ext);
 			if (ret == -EUCLEAN) {
-				qcow2_log_ratelimited("L2 entry %#llx at L2 index %u of the table at %#llx points beyond the end of the image file (%llu bytes)",
-						      (unsigned long long)entry,
-						      l2_idx,
-						      (unsigned long long)l2_off,
-						      (unsigned long long)img->file_size);
+				map_log_corrupt("L2", l2_off, l2_idx, entry,
+						"cluster beyond end of file");
 				return ret;
 			}
 			mp->pos = sub.pos;
@@ -353,10 +355,9 @@ static int __map(struct qcow2_image *img, struct map_pos *mp,
 			if (ret && ext->len)
 				return 0;
 			if (ret) {
-				qcow2_log_ratelimited("corrupt L1 entry %#llx at L1 index %llu of the table at %#llx",
-						      (unsigned long long)entry,
-						      (unsigned long long)l1_idx,
-						      (unsigned long long)h->l1_table_offset);
+				map_log_corrupt("L1", h->l1_table_offset,
+						l1_idx, entry,
+						"reserved bits set or misaligned");
 				return ret;
 			}
 		}

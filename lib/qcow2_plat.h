@@ -56,7 +56,7 @@ static inline void qcow2_free_io(void *p)
 }
 
 struct qcow2_mutex {
-	struct mutex m;
+	struct mutex m;		/* the lock; users document what it guards */
 };
 
 #define qcow2_mutex_init(l)	mutex_init(&(l)->m)
@@ -84,12 +84,13 @@ struct qcow2_mutex {
 #include <assert.h>
 #include <linux/types.h>
 
-typedef uint8_t u8;
-typedef uint16_t u16;
-typedef uint32_t u32;
-typedef uint64_t u64;
-typedef int32_t s32;
-typedef int64_t s64;
+/* Same widths and spellings as the kernel's, so %llu fits u64 in both. */
+typedef __u8 u8;
+typedef __u16 u16;
+typedef __u32 u32;
+typedef __u64 u64;
+typedef __s32 s32;
+typedef __s64 s64;
 /* __be16/32/64 come from the uapi header; pthread.h may include it too. */
 
 #ifndef EUCLEAN
@@ -104,11 +105,14 @@ typedef int64_t s64;
 #define cpu_to_be64(x)	htobe64(x)
 
 #ifndef min_t
-#define min_t(t, a, b)	((t)(a) < (t)(b) ? (t)(a) : (t)(b))
-#define max_t(t, a, b)	((t)(a) > (t)(b) ? (t)(a) : (t)(b))
+#define min_t(t, a, b)	({ t __a = (a), __b = (b); __a < __b ? __a : __b; })
+#define max_t(t, a, b)	({ t __a = (a), __b = (b); __a > __b ? __a : __b; })
 #endif
 #ifndef ARRAY_SIZE
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#endif
+#ifndef BIT
+#define BIT(n)		(1UL << (n))
 #endif
 #ifndef BIT_ULL
 #define BIT_ULL(n)	(1ULL << (n))
@@ -124,7 +128,7 @@ typedef int64_t s64;
 #define ALIGN_DOWN(x, a)	((x) & ~((__typeof__(x))(a) - 1))
 #endif
 #ifndef DIV_ROUND_UP_ULL
-#define DIV_ROUND_UP_ULL(n, d)	(((n) + (d) - 1) / (d))
+#define DIV_ROUND_UP_ULL(n, d)	({ u64 __d = (d); ((n) + __d - 1) / __d; })
 #endif
 #ifndef likely
 #define likely(x)	__builtin_expect(!!(x), 1)
@@ -179,8 +183,7 @@ extern int qcow2_log_quiet;
 		fprintf(stderr, "qcow2: " fmt "\n", ##__VA_ARGS__);	\
 } while (0)
 
-#define QCOW2_BUILD_BUG_ON(cond) \
-	_Static_assert(!(cond), "build bug: " #cond)
+#define QCOW2_BUILD_BUG_ON(cond) static_assert(!(cond), "build bug: " #cond)
 
 #endif /* __KERNEL__ */
 

@@ -437,7 +437,7 @@ START_TEST(backing_file_bad)
 	ck_assert_int_eq(decode(), 0);
 	put_be64(t.data + H_BACKING_OFF, 65536 - 1000);
 	ck_assert_int_eq(decode(), -EINVAL);
-	ck_msg("outside the header cluster");
+	ck_msg("not in the header cluster");
 	put_be64(t.data + H_BACKING_OFF, ~0ULL - 10);
 	ck_assert_int_eq(decode(), -EINVAL);
 	put_be64(t.data + H_BACKING_OFF, 64);	/* inside the header */
@@ -507,7 +507,7 @@ START_TEST(ext_lengths)
 	v3_64k();
 	timg_add_ext(&t, QCOW2_EXT_BITMAPS, buf, 23);
 	ck_assert_int_eq(decode(), -EINVAL);
-	ck_msg("bitmaps header extension too short");
+	ck_msg("bitmaps extension too short");
 	timg_free(&t);
 
 	v3_64k();
@@ -540,7 +540,7 @@ START_TEST(data_file)
 	ck_assert_str_eq(h.data_file_hint, name);
 	ck_assert_int_eq(qcow2_header_check_supported(&h, 0, &err),
 			 -EOPNOTSUPP);
-	ck_assert_str_eq(err.msg, "image uses an external data file (disk.data); external data files are not supported");
+	ck_assert_str_eq(err.msg, "image has an external data file (disk.data); data files are not supported");
 	ck_assert_int_eq(qcow2_header_check_supported(&h,
 						      QCOW2_OPEN_ALLOW_DATA_FILE,
 						      &err), 0);
