@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# seeds.sh DIR: small valid images (512-byte and 4 KiB clusters, v2 and
+# v3, extended L2, compressed, zero clusters) as the fuzzer's seed corpus.
+# Without qemu-img the directory stays empty and the fuzzer starts blind.
+set -eu
+
+dir=${1:?usage: seeds.sh DIR}
+mkdir -p "$dir"
+command -v qemu-img >/dev/null || exit 0
+[ -e "$dir/v3-512.qcow2" ] && exit 0
+
+cd "$dir"
+mk() {
+	local name=$1 opts=$2 size=$3
+
+	shift 3
+	qemu-img create -q -f qcow2 -o "$opts" "$name.qcow2" "$size"
+	for c in "$@"; do
+		qemu-io -f qcow2 -c "$c" "$name.qcow2" >/dev/null
+	done
+}
+mk v3-512 compat=1.1,cluster_size=512 64k "write -P 1 0 1k" \
+	"write -z 4k 1k" "write -z -u 8k 512" "write -P 2 20k 3k"
+mk v2-512 compat=0.10,cluster_size=512 64k "write -P 3 1k 2k"
+mk v3-4k compat=1.1,cluster_size=4k 1M "write -P 4 0 8k" "write -c 64k 4k"
+mk extl2 compat=1.1,cluster_size=16k,extended_l2=on 256k \
+	"write -P 5 512 1k" "write -z 16k 2k" "write -c 32k 16k"
+mk zstd compat=1.1,cluster_size=4k,compression_type=zstd 256k \
+	"write -c -P 6 0 4k" "write -c -P 7 4k 4k"
