@@ -34,6 +34,7 @@ static int qctl_read_full(int fd, void *buf, size_t len)
 
 int qctl_precheck(int fd, bool writable, char *msg, size_t msg_bytes)
 {
+	u64 open_flags = writable ? QCOW2_OPEN_WRITABLE : 0;
 	struct qcow2_header h;
 	struct qcow2_err err = { .msg = "" };
 	off_t file_size;
@@ -57,12 +58,10 @@ int qctl_precheck(int fd, bool writable, char *msg, size_t msg_bytes)
 
 	ret = qcow2_header_decode(buf, len, file_size, &h, &err);
 	if (!ret)
-		ret = qcow2_header_check_supported(&h,
-				writable ? QCOW2_OPEN_WRITABLE : 0, &err);
-	if (ret && msg_bytes) {
+		ret = qcow2_header_check_supported(&h, open_flags, &err);
+	if (ret && msg_bytes)
 		snprintf(msg, msg_bytes, "%s",
 			 err.msg[0] ? err.msg : strerror(-ret));
-	}
 
 out_free:
 	free(buf);

@@ -28,7 +28,7 @@
 #define QCTL_PROG	"qcow2ctl"
 
 #ifndef ARRAY_SIZE
-#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#define ARRAY_SIZE(arr)	(sizeof(arr) / sizeof((arr)[0]))
 #endif
 
 /* Long options without a short form. */
@@ -61,7 +61,8 @@ struct qctl_colinfo {
 static const struct qctl_colinfo qctl_colinfos[] = {
 	[COL_NAME]	= { { "NAME", QCTL_CELL_STR }, "device name" },
 	[COL_IMAGE]	= { { "IMAGE", QCTL_CELL_STR }, "image file path" },
-	[COL_SIZE]	= { { "SIZE", QCTL_CELL_NUM }, "virtual size in bytes" },
+	[COL_SIZE]	= { { "SIZE", QCTL_CELL_NUM },
+			    "virtual size in bytes" },
 	[COL_CLUSTER]	= { { "CLUSTER", QCTL_CELL_NUM },
 			    "cluster size in bytes" },
 	[COL_VERSION]	= { { "VERSION", QCTL_CELL_NUM },
@@ -370,8 +371,9 @@ static int qctl_cmd_detach(int argc, char **argv)
 	struct qctl_nl *nl;
 	bool all = false;
 	bool failed = false;
+	size_t i, nr;
 	__u32 *idx;
-	int c, i, nr;
+	int c;
 
 	while ((c = getopt_long(argc, argv, ":ah", longopts, NULL)) != -1) {
 		switch (c) {
@@ -385,7 +387,7 @@ static int qctl_cmd_detach(int argc, char **argv)
 		}
 	}
 	nr = argc - optind;
-	if (all == (nr > 0)) {
+	if (all ? nr > 0 : nr == 0) {
 		warnx(all ? "detach: --all takes no device" :
 		      "detach: no device specified");
 		return qctl_try_help();

@@ -202,27 +202,39 @@ static void qctl_table_print_json(const struct qctl_table *t, FILE *out)
 	fputs(t->nr_rows ? "\n   ]\n}\n" : "]\n}\n", out);
 }
 
-/* Cell @c of a line, padded to @width unless it is the last one. */
-static void qctl_print_cell(const struct qctl_table *t, FILE *out, size_t c,
-			    const char *s, int width)
+/*
+ * One line of cells; @text[c] is cell c. Pretty lines carry no trailing
+ * blanks, so empty cells at the end are left out; raw lines keep them, so
+ * every line has the same number of fields.
+ */
+static void qctl_print_line(const struct qctl_table *t, FILE *out,
+			    const char * const *text, const int *width,
+			    bool raw)
 {
-	bool right = t->cols[c].type != QCTL_CELL_STR;
-	bool last = c + 1 == t->nr_cols;
+	size_t n = t->nr_cols;
+	size_t c;
 
-	if (c)
-		fputc(' ', out);
-	if (right)
-		fprintf(out, "%*s", width, s);
-	else if (last)
-		fputs(s, out);
-	else
-		fprintf(out, "%-*s", width, s);
+	if (!raw)
+		while (n > 1 && !text[n - 1][0])
+			n--;
+	for (c = 0; c < n; c++) {
+		if (c)
+			fputc(' ', out);
+		if (t->cols[c].type != QCTL_CELL_STR)
+			fprintf(out, "%*s", width[c], text[c]);
+		else if (c + 1 == n)
+			fputs(text[c], out);
+		else
+			fprintf(out, "%-*s", width[c], text[c]);
+	}
+	fputc('\n', out);
 }
 
 static int qctl_table_print_text(const struct qctl_table *t, FILE *out,
 				 bool raw, bool headings)
 {
 	size_t nr = t->nr_rows * t->nr_cols;
+	const char **names;
 	char **text;
 	int *width;
 	size_t i, r, c;
@@ -230,7 +242,8 @@ static int qctl_table_print_text(const struct qctl_table *t, FILE *out,
 
 	text = calloc(nr, sizeof(*text));
 	width = calloc(t->nr_cols, sizeof(*width));
-	if (!text || !width)
+	names = calloc(t->nr_cols, sizeof(*names));
+	if (!text || !width || !names)
 		goto out_free;
 	for (c = 0; c < t->nr_cols; c++)
 		width[c] = raw ? 0 : strlen(t->cols[c].name);
@@ -245,15 +258,13 @@ static int qctl_table_print_text(const struct qctl_table *t, FILE *out,
 
 	if (headings) {
 		for (c = 0; c < t->nr_cols; c++)
-			qctl_print_cell(t, out, c, t->cols[c].name, width[c]);
-		fputc('\n', out);
+			names[c] = t->cols[c].name;
+		qctl_print_line(t, out, names, width, raw);
 	}
-	for (r = 0; r < t->nr_rows; r++) {
-		for (c = 0; c < t->nr_cols; c++)
-			qctl_print_cell(t, out, c, text[r * t->nr_cols + c],
-					width[c]);
-		fputc('\n', out);
-	}
+	for (r = 0; r < t->nr_rows; r++)
+		qctl_print_line(t, out,
+				(const char * const *)&text[r * t->nr_cols],
+				width, raw);
 	ret = 0;
 
 out_free:
@@ -261,6 +272,7 @@ out_free:
 		for (i = 0; i < nr; i++)
 			free(text[i]);
 	free(text);
+	free(names);
 	free(width);
 	return ret;
 }

@@ -13,6 +13,10 @@
 #include "table.h"
 #include "util.h"
 
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(arr)	(sizeof(arr) / sizeof((arr)[0]))
+#endif
+
 static const struct qctl_column cols[] = {
 	{ "NAME", QCTL_CELL_STR },
 	{ "SIZE", QCTL_CELL_NUM },
@@ -61,16 +65,15 @@ START_TEST(test_table_pretty)
 	ck_assert_str_eq(s,
 		"NAME              SIZE RO IMAGE\n"
 		"/dev/qcow0  1073741824  1 /img/a b\"c\\.qcow2\n"
-		"/dev/qcow12        512  0 \n");
+		"/dev/qcow12        512  0\n");
 	free(s);
 	s = render(t, QCTL_TABLE_PRETTY, false);
 	ck_assert_str_eq(s,
 		"/dev/qcow0  1073741824  1 /img/a b\"c\\.qcow2\n"
-		"/dev/qcow12        512  0 \n");
+		"/dev/qcow12        512  0\n");
 	free(s);
 	qctl_table_free(t);
 }
-END_TEST
 
 START_TEST(test_table_raw)
 {
@@ -84,7 +87,6 @@ START_TEST(test_table_raw)
 	free(s);
 	qctl_table_free(t);
 }
-END_TEST
 
 START_TEST(test_table_json)
 {
@@ -111,7 +113,6 @@ START_TEST(test_table_json)
 	free(s);
 	qctl_table_free(t);
 }
-END_TEST
 
 START_TEST(test_table_empty)
 {
@@ -126,7 +127,6 @@ START_TEST(test_table_empty)
 	free(s);
 	qctl_table_free(t);
 }
-END_TEST
 
 START_TEST(test_table_escape_control)
 {
@@ -143,7 +143,6 @@ START_TEST(test_table_escape_control)
 	free(s);
 	qctl_table_free(t);
 }
-END_TEST
 
 START_TEST(test_table_misuse)
 {
@@ -157,7 +156,6 @@ START_TEST(test_table_misuse)
 	qctl_table_free(t);
 	ck_assert_ptr_null(qctl_table_new("x", cols, 0));
 }
-END_TEST
 
 START_TEST(test_table_many_rows)
 {
@@ -171,7 +169,6 @@ START_TEST(test_table_many_rows)
 	free(render(t, QCTL_TABLE_PRETTY, true));
 	qctl_table_free(t);
 }
-END_TEST
 
 START_TEST(test_parse_size)
 {
@@ -206,7 +203,7 @@ START_TEST(test_parse_size)
 	};
 	size_t i;
 
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
 		__u64 bytes = 12345;
 		int ret = qctl_parse_size(cases[i].s, &bytes);
 
@@ -217,7 +214,6 @@ START_TEST(test_parse_size)
 				      cases[i].s, bytes);
 	}
 }
-END_TEST
 
 START_TEST(test_parse_dev)
 {
@@ -240,7 +236,6 @@ START_TEST(test_parse_dev)
 	ck_assert_int_eq(qctl_parse_dev("", &index), -EINVAL);
 	ck_assert_int_eq(qctl_parse_dev("/nonexistent/x", &index), -EINVAL);
 }
-END_TEST
 
 int main(void)
 {
