@@ -45,7 +45,7 @@ static void check_extent(const struct qcow2_image *img, u64 off, u64 len,
 		__builtin_trap();
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+int LLVMFuzzerTestOneInput(const u8 *data, size_t size)
 {
 	struct mem_file f = { .data = data, .size = size };
 	struct qcow2_open_opts opts = { .l2_cache_bytes = 1 };

@@ -25,7 +25,7 @@
 #include "qcow2.h"
 
 /* Bytes moved per read/write. */
-#define CAT_BUF_BYTES		(1U << 20)
+#define CAT_BUF_BYTES		(1024U * 1024)
 /* Raw deflate with a 4 KiB window, as QEMU writes compressed clusters. */
 #define CAT_DEFLATE_WBITS	(-12)
 
@@ -231,7 +231,7 @@ static void cat_run(struct cat *c, bool map_only)
 		die(c, "truncating the output failed: %s", strerror(errno));
 }
 
-static void usage(void)
+static void print_usage(void)
 {
 	fprintf(stderr, "usage: qcow2-cat [--l2-cache BYTES] [--map] IMAGE [OUTPUT]\n");
 	exit(2);
@@ -261,7 +261,7 @@ int main(int argc, char **argv)
 			errno = 0;
 			oo.l2_cache_bytes = strtoull(optarg, &end, 0);
 			if (errno || *end)
-				usage();
+				print_usage();
 			/* 0 asks for the minimum, not the default. */
 			if (!oo.l2_cache_bytes)
 				oo.l2_cache_bytes = 1;
@@ -270,11 +270,11 @@ int main(int argc, char **argv)
 			map_only = true;
 			break;
 		default:
-			usage();
+			print_usage();
 		}
 	}
 	if (argc - optind < 1 || argc - optind > 2)
-		usage();
+		print_usage();
 
 	c.image = argv[optind];
 	c.fd = open(c.image, O_RDONLY);

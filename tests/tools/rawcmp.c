@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 /* Target read size and alignment. */
-#define RAWCMP_BLOCK_BYTES	(1U << 20)
+#define RAWCMP_BLOCK_BYTES	(1024U * 1024)
 #define RAWCMP_ALIGN		4096U
 
 /* A file's data/hole layout, looked up lazily and cached per segment. */
@@ -145,7 +145,7 @@ static int report(uint64_t off, const unsigned char *t, const unsigned char *r,
 	while (i < len && t[i] == r[i])
 		i++;
 	if (!quiet)
-		printf("%s %s differ: first difference at byte offset %llu (0x%llx): %#04x != %#04x\n",
+		printf("%s %s differ: first difference at offset %llu (%#llx): %#04x != %#04x\n",
 		       tname, rname, (unsigned long long)(off + i),
 		       (unsigned long long)(off + i), t[i], r[i]);
 	return 1;

@@ -51,7 +51,6 @@ START_TEST(l1_entries)
 	ck_assert_int_eq(qcow2_l1_entry_decode(&h, 0x50200, &off), 0);
 	ck_assert_uint_eq(off, 0x50200);
 }
-END_TEST
 
 START_TEST(standard_entries)
 {
@@ -73,7 +72,6 @@ START_TEST(standard_entries)
 					       &d), 0);
 	ck_assert_int_eq(d.type, QCOW2_SC_UNALLOC_PLAIN);
 }
-END_TEST
 
 START_TEST(standard_corrupt)
 {
@@ -99,7 +97,6 @@ START_TEST(standard_corrupt)
 	ck_assert_int_eq(qcow2_l2_entry_decode(&h, 0x70000, 0, 1, &d),
 			 -EINVAL);
 }
-END_TEST
 
 START_TEST(zero_both_encodings)
 {
@@ -124,7 +121,6 @@ START_TEST(zero_both_encodings)
 	ck_assert_int_eq(qcow2_l2_entry_decode(&h, 0x30200 | QCOW2_OFLAG_ZERO,
 					       0, 0, &d), -EUCLEAN);
 }
-END_TEST
 
 /* Build a compressed descriptor for @cb-bit clusters. */
 static u64 comp_entry(u32 cb, u64 off, u64 extra_sectors)
@@ -170,7 +166,6 @@ START_TEST(compressed_math)
 		ck_assert_uint_eq(d.comp_bytes, cases[i].bytes);
 	}
 }
-END_TEST
 
 START_TEST(compressed_high_offset_bits)
 {
@@ -199,7 +194,6 @@ START_TEST(compressed_high_offset_bits)
 					       BIT_ULL(56), 0, 0, &d), 0);
 	ck_assert_uint_eq(d.comp_bytes, 1024);
 }
-END_TEST
 
 START_TEST(compressed_extl2)
 {
@@ -214,7 +208,6 @@ START_TEST(compressed_extl2)
 	ck_assert_int_eq(qcow2_l2_entry_decode(&h, e, BIT_ULL(63), 0, &d),
 			 -EUCLEAN);
 }
-END_TEST
 
 START_TEST(compressed_data_file)
 {
@@ -232,7 +225,6 @@ START_TEST(compressed_data_file)
 	ck_assert_int_eq(qcow2_l2_entry_decode(&h, 0, 0, 0, &d), 0);
 	ck_assert_int_eq(d.type, QCOW2_SC_UNALLOC_PLAIN);
 }
-END_TEST
 
 START_TEST(extl2_bitmaps)
 {
@@ -269,7 +261,6 @@ START_TEST(extl2_bitmaps)
 					       ALL_ALLOC, 3, &d), 0);
 	ck_assert_int_eq(d.type, QCOW2_SC_NORMAL);
 }
-END_TEST
 
 START_TEST(extl2_corrupt)
 {
@@ -294,7 +285,6 @@ START_TEST(extl2_corrupt)
 	ck_assert_int_eq(qcow2_l2_entry_decode(&h, 0x40000 | BIT_ULL(57),
 					       ALL_ALLOC, 0, &d), -EUCLEAN);
 }
-END_TEST
 
 static Suite *entry_suite(void)
 {

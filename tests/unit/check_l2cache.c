@@ -8,7 +8,7 @@
 
 #include "testimg.h"
 
-#define MiB (1ULL << 20)
+#define MiB (1024ULL * 1024)
 /* 4 KiB clusters: one L2 table is one slice and covers 2 MiB. */
 #define TABLE_SPAN (2 * MiB)
 #define NR_TABLES 8
@@ -81,7 +81,6 @@ START_TEST(init_geometry)
 	/* The fixture's image is opened so teardown can close it. */
 	open_img(0);
 }
-END_TEST
 
 START_TEST(lru_eviction_min)
 {
@@ -101,7 +100,6 @@ START_TEST(lru_eviction_min)
 	ck_stats(2, 5, 3);
 	ck_assert_uint_eq(img.l2c.nr_used, 2);
 }
-END_TEST
 
 START_TEST(no_eviction_when_big)
 {
@@ -114,7 +112,6 @@ START_TEST(no_eviction_when_big)
 			touch(i);
 	ck_stats(2 * NR_TABLES, NR_TABLES, 0);
 }
-END_TEST
 
 START_TEST(failed_read_not_cached)
 {
@@ -132,7 +129,6 @@ START_TEST(failed_read_not_cached)
 	ck_stats(1, 4, 1);
 	ck_assert_uint_eq(img.l2c.nr_used, 2);
 }
-END_TEST
 
 START_TEST(resize)
 {
@@ -158,7 +154,6 @@ START_TEST(resize)
 	ck_assert_int_eq(qcow2_l2c_resize(&img, 3 * 4096), 0);
 	ck_assert_uint_eq(qcow2_l2c_bytes(&img), 3 * 4096);
 }
-END_TEST
 
 /* Same extents whatever the cache size, in a scattered access order. */
 START_TEST(results_independent_of_size)
@@ -186,7 +181,6 @@ START_TEST(results_independent_of_size)
 			qcow2_image_close(&img);
 	}
 }
-END_TEST
 
 static Suite *l2cache_suite(void)
 {

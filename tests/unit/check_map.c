@@ -8,9 +8,9 @@
 
 #include "testimg.h"
 
-#define KiB (1ULL << 10)
-#define MiB (1ULL << 20)
-#define GiB (1ULL << 30)
+#define KiB 1024ULL
+#define MiB (1024 * KiB)
+#define GiB (1024 * MiB)
 
 static struct timg t;
 static struct qcow2_image img;
@@ -43,7 +43,7 @@ static struct qcow2_extent map(u64 off, u64 len)
 	struct qcow2_extent e;
 	int ret = qcow2_map(&img, off, len, &e);
 
-	ck_assert_msg(!ret, "map %llu+%llu: %d", (unsigned long long)off,
+	ck_assert_msg(!ret, "mapping %llu+%llu: %d", (unsigned long long)off,
 		      (unsigned long long)len, ret);
 	ck_assert_uint_gt(e.len, 0);
 	ck_assert_uint_le(e.len, len);
@@ -51,8 +51,10 @@ static struct qcow2_extent map(u64 off, u64 len)
 }
 
 #define ck_ext(e, ty, ln) do {					\
-	ck_assert_int_eq((e).type, (ty));				\
-	ck_assert_uint_eq((e).len, (ln));				\
+	const struct qcow2_extent *__e = &(e);				\
+									\
+	ck_assert_int_eq(__e->type, (ty));				\
+	ck_assert_uint_eq(__e->len, (ln));				\
 } while (0)
 
 START_TEST(unallocated_disk)
@@ -67,7 +69,6 @@ START_TEST(unallocated_disk)
 	ck_ext(e, QCOW2_EXT_UNALLOC, 100);
 	ck_assert_int_eq(qcow2_map(&img, 0, 0, &e), -EINVAL);
 }
-END_TEST
 
 START_TEST(beyond_virtual_size)
 {
@@ -85,7 +86,6 @@ START_TEST(beyond_virtual_size)
 	e = map(0, ~0ULL);
 	ck_ext(e, QCOW2_EXT_UNALLOC, 64 * MiB + 4096);
 }
-END_TEST
 
 START_TEST(data_contiguous)
 {
@@ -114,7 +114,6 @@ START_TEST(data_contiguous)
 	e = map(40960, 16 * MiB);
 	ck_ext(e, QCOW2_EXT_UNALLOC, 16 * MiB - 40960);
 }
-END_TEST
 
 START_TEST(data_across_tables)
 {
@@ -139,7 +138,6 @@ START_TEST(data_across_tables)
 	ck_ext(e, QCOW2_EXT_DATA, 1000);
 	ck_assert_uint_eq(e.host_off, first + 63 * 512 + 7);
 }
-END_TEST
 
 START_TEST(data_across_slices)
 {
@@ -161,7 +159,6 @@ START_TEST(data_across_slices)
 	e = map(0, 1 * GiB);
 	ck_ext(e, QCOW2_EXT_UNALLOC, 500 * 65536);
 }
-END_TEST
 
 START_TEST(data_not_contiguous)
 {
@@ -190,7 +187,6 @@ START_TEST(data_not_contiguous)
 	ck_ext(e, QCOW2_EXT_DATA, 4096);
 	ck_assert_uint_eq(e.host_off, c3);
 }
-END_TEST
 
 START_TEST(zero_and_unalloc_merge)
 {
@@ -214,7 +210,6 @@ START_TEST(zero_and_unalloc_merge)
 	e = map(6 * 65536, 64 * MiB);
 	ck_ext(e, QCOW2_EXT_UNALLOC, 64 * MiB - 6 * 65536);
 }
-END_TEST
 
 START_TEST(v2_zero_flag)
 {
@@ -228,7 +223,6 @@ START_TEST(v2_zero_flag)
 	e = map(65536, 64 * MiB);
 	ck_ext(e, QCOW2_EXT_ZERO, 65536);
 }
-END_TEST
 
 START_TEST(compressed_clusters)
 {
@@ -262,7 +256,6 @@ START_TEST(compressed_clusters)
 	e = map(4 * 65536, 64 * MiB);
 	ck_ext(e, QCOW2_EXT_UNALLOC, 64 * MiB - 4 * 65536);
 }
-END_TEST
 
 START_TEST(extl2_subclusters)
 {
@@ -305,7 +298,6 @@ START_TEST(extl2_subclusters)
 	e = map(3 * 16384 + 6 * 512, 16 * MiB);
 	ck_ext(e, QCOW2_EXT_UNALLOC, 16 * MiB - 3 * 16384 - 6 * 512);
 }
-END_TEST
 
 START_TEST(extl2_compressed)
 {
@@ -323,7 +315,6 @@ START_TEST(extl2_compressed)
 	ck_assert_uint_eq(e.comp_bytes, 512);
 	ck_assert_int_eq(qcow2_map(&img, 65536, 100, &e), -EUCLEAN);
 }
-END_TEST
 
 START_TEST(data_beyond_eof)
 {
@@ -345,7 +336,6 @@ START_TEST(data_beyond_eof)
 	e = map(5 * 4096, 16 * MiB);
 	ck_ext(e, QCOW2_EXT_DATA, 4096);
 }
-END_TEST
 
 START_TEST(compressed_beyond_eof)
 {
@@ -356,7 +346,6 @@ START_TEST(compressed_beyond_eof)
 	open_img(0);
 	ck_assert_int_eq(qcow2_map(&img, 0, 100, &e), -EUCLEAN);
 }
-END_TEST
 
 START_TEST(l2_beyond_eof)
 {
@@ -376,7 +365,6 @@ START_TEST(l2_beyond_eof)
 	e = map(4 * MiB, 16 * MiB);
 	ck_ext(e, QCOW2_EXT_UNALLOC, 12 * MiB);
 }
-END_TEST
 
 START_TEST(corrupt_entries)
 {
@@ -395,7 +383,6 @@ START_TEST(corrupt_entries)
 	e = map(3 * 4096, 16 * MiB);
 	ck_ext(e, QCOW2_EXT_UNALLOC, 2 * MiB - 3 * 4096);
 }
-END_TEST
 
 START_TEST(io_errors)
 {
@@ -422,7 +409,6 @@ START_TEST(io_errors)
 	ck_assert_int_eq(timg_open(&t, &img, 0, 0, &err), -EIO);
 	ck_assert_msg(strstr(err.msg, "L1 table"), "%s", err.msg);
 }
-END_TEST
 
 START_TEST(sparse_64g)
 {
@@ -442,7 +428,6 @@ START_TEST(sparse_64g)
 	ck_ext(e, QCOW2_EXT_UNALLOC, 24 * GiB - 512);
 	ck_assert_uint_eq(qcow2_l2c_bytes(&img), QCOW2_L2C_DEFAULT_MAX_BYTES);
 }
-END_TEST
 
 START_TEST(open_cache_sizes)
 {
@@ -476,7 +461,6 @@ START_TEST(open_cache_sizes)
 	open_img(1);
 	ck_assert_uint_eq(qcow2_l2c_bytes(&img), QCOW2_L2C_MIN_SLICES * 512);
 }
-END_TEST
 
 START_TEST(open_refusals)
 {
@@ -497,7 +481,6 @@ START_TEST(open_refusals)
 	t.size = 50;
 	ck_assert_int_eq(timg_open(&t, &img, 0, 0, &err), -EINVAL);
 }
-END_TEST
 
 START_TEST(empty_image)
 {
@@ -509,7 +492,6 @@ START_TEST(empty_image)
 	e = map(0, 4096);
 	ck_ext(e, QCOW2_EXT_ZERO, 4096);
 }
-END_TEST
 
 static Suite *map_suite(void)
 {
