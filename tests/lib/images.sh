@@ -159,11 +159,15 @@ done
 
 # ---- zero clusters, both encodings ----------------------------------
 
-for v in 0.10 1.1; do
+# Version 3 has the zero flag (plain, and with a preallocated cluster
+# when qemu-io zeroes allocated clusters without -u); version 2 does not,
+# QEMU deallocates or writes zeroes there.
+for v in 2 3; do
 	for cs in 4k 64k; do
-		n=zero-v${v%%.*}-$cs
-		[ "$v" = 1.1 ] && n=zero-v3-$cs || n=zero-v2-$cs
-		create "$n" 16M "compat=$v,cluster_size=$cs"
+		n=zero-v$v-$cs
+		compat=1.1
+		[ $v = 2 ] && compat=0.10
+		create "$n" 16M "compat=$compat,cluster_size=$cs"
 		io "$n" \
 			"write -s rand1.bin 0 1M" \
 			"write -z 256k 128k" \

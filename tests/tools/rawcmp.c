@@ -5,15 +5,17 @@
  * never read, only checked to be zero on the target. The target is read
  * with O_DIRECT in aligned 1 MiB blocks (buffered if O_DIRECT is refused).
  * When the target is itself a sparse regular file, ranges that are holes in
- * both files are skipped without reading.
+ * both files are skipped without reading. THREADS workers (default 4) each
+ * check every THREADS-th block, so several reads are in flight.
  *
- *   rawcmp [-q] TARGET REFERENCE
+ *   rawcmp [-q] [-j THREADS] TARGET REFERENCE
  *
  * Exit status: 0 identical (same size, same bytes), 1 different (the first
  * differing offset is printed), 2 usage or I/O error.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/fs.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -27,6 +29,8 @@
 /* Target read size and alignment. */
 #define RAWCMP_BLOCK_BYTES	(1024U * 1024)
 #define RAWCMP_ALIGN		4096U
+/* Parallel readers: keeps several requests in flight on the device. */
+#define RAWCMP_MAX_THREADS	64
 
 /* A file's data/hole layout, looked up lazily and cached per segment. */
 struct seg_map {
@@ -137,124 +141,218 @@ static uint64_t file_size(int fd, const char *name)
 	return st.st_size;
 }
 
-static int report(uint64_t off, const unsigned char *t, const unsigned char *r,
-		  size_t len, const char *tname, const char *rname)
-{
-	size_t i = 0;
+/* What every worker shares; set up before they start. */
+struct job {
+	const char *tname;
+	const char *rname;
+	int tfd;		/* target, O_DIRECT if it allowed it */
+	int tfd_buffered;	/* target, buffered: tails and hole lookups */
+	int rfd;		/* reference */
+	uint64_t size;		/* bytes in both */
+	bool t_sparse;		/* target is a regular file: skip its holes */
+	unsigned int nworkers;
+	uint64_t first_diff;	/* lowest differing offset found, atomic */
+};
 
-	while (i < len && t[i] == r[i])
-		i++;
-	if (!quiet)
-		printf("%s %s differ: first difference at offset %llu (%#llx): %#04x != %#04x\n",
-		       tname, rname, (unsigned long long)(off + i),
-		       (unsigned long long)(off + i), t[i], r[i]);
-	return 1;
+/* One worker checks blocks idx, idx + nworkers, idx + 2 * nworkers ... */
+struct worker {
+	struct job *job;
+	unsigned int idx;
+	pthread_t thread;
+	struct seg_map tmap;
+	struct seg_map rmap;
+	unsigned char *tbuf;	/* RAWCMP_BLOCK_BYTES, aligned */
+	unsigned char *rbuf;	/* RAWCMP_BLOCK_BYTES */
+	uint64_t diff_off;	/* first difference this worker saw */
+	unsigned char diff_t;	/* target byte there */
+	unsigned char diff_r;	/* reference byte there */
+};
+
+static void note_diff(struct job *job, uint64_t off)
+{
+	uint64_t cur = __atomic_load_n(&job->first_diff, __ATOMIC_RELAXED);
+
+	while (off < cur &&
+	       !__atomic_compare_exchange_n(&job->first_diff, &cur, off, false,
+					    __ATOMIC_RELAXED,
+					    __ATOMIC_RELAXED))
+		;
 }
 
-int main(int argc, char **argv)
+/* Compare block [off, end): returns true if they differ. */
+static bool check_block(struct worker *w, uint64_t off, uint64_t end)
 {
-	struct seg_map tmap, rmap;
-	unsigned char *tbuf, *rbuf;
-	const char *tname, *rname;
-	uint64_t tsize, rsize, off = 0;
-	int tfd, tfd_buffered, rfd, opt;
-	struct stat st;
+	struct job *job = w->job;
+	size_t len = end - off, i;
+	uint64_t pos;
 
-	while ((opt = getopt(argc, argv, "q")) != -1) {
-		if (opt != 'q') {
-			fprintf(stderr, "usage: %s [-q] TARGET REFERENCE\n",
-				prog);
-			return 2;
+	/* O_DIRECT needs aligned lengths; a short tail goes buffered. */
+	if (job->tfd != job->tfd_buffered && len % RAWCMP_ALIGN == 0) {
+		if (pread_all(job->tfd, w->tbuf, len, off) != (ssize_t)len)
+			fail("read failed", job->tname);
+	} else if (pread_all(job->tfd_buffered, w->tbuf, len, off) !=
+		   (ssize_t)len) {
+		fail("read failed", job->tname);
+	}
+
+	/* Reference: read data segments, zero holes without reading. */
+	for (pos = off; pos < end;) {
+		uint64_t send;
+		bool data = seg_lookup(&w->rmap, pos, &send);
+
+		if (send > end)
+			send = end;
+		if (data) {
+			if (pread_all(job->rfd, w->rbuf + (pos - off),
+				      send - pos, pos) != (ssize_t)(send - pos))
+				fail("read failed", job->rname);
+		} else {
+			memset(w->rbuf + (pos - off), 0, send - pos);
 		}
-		quiet = true;
+		pos = send;
 	}
-	if (argc - optind != 2) {
-		fprintf(stderr, "usage: %s [-q] TARGET REFERENCE\n", prog);
-		return 2;
-	}
-	tname = argv[optind];
-	rname = argv[optind + 1];
+	if (!memcmp(w->tbuf, w->rbuf, len))
+		return false;
+	for (i = 0; w->tbuf[i] == w->rbuf[i]; i++)
+		;
+	w->diff_off = off + i;
+	w->diff_t = w->tbuf[i];
+	w->diff_r = w->rbuf[i];
+	note_diff(job, w->diff_off);
+	return true;
+}
 
-	tfd_buffered = open(tname, O_RDONLY);
-	if (tfd_buffered < 0)
-		fail("open failed", tname);
-	tfd = open(tname, O_RDONLY | O_DIRECT);
-	if (tfd < 0)
-		tfd = tfd_buffered;
-	rfd = open(rname, O_RDONLY);
-	if (rfd < 0)
-		fail("open failed", rname);
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+	struct job *job = w->job;
+	uint64_t stride = (uint64_t)job->nworkers * RAWCMP_BLOCK_BYTES;
+	uint64_t off = (uint64_t)w->idx * RAWCMP_BLOCK_BYTES;
 
-	tsize = file_size(tfd_buffered, tname);
-	rsize = file_size(rfd, rname);
-	if (tsize != rsize) {
-		if (!quiet)
-			printf("%s %s differ: size %llu != %llu\n", tname,
-			       rname, (unsigned long long)tsize,
-			       (unsigned long long)rsize);
-		return 1;
-	}
-	if (fstat(tfd_buffered, &st))
-		fail("stat failed", tname);
-	seg_init(&tmap, tfd_buffered, tsize, S_ISREG(st.st_mode));
-	seg_init(&rmap, rfd, rsize, true);
-	if (!tmap.sparse)
-		posix_fadvise(tfd_buffered, 0, 0, POSIX_FADV_SEQUENTIAL);
-
-	if (posix_memalign((void **)&tbuf, RAWCMP_ALIGN, RAWCMP_BLOCK_BYTES) ||
-	    posix_memalign((void **)&rbuf, RAWCMP_ALIGN, RAWCMP_BLOCK_BYTES)) {
-		errno = ENOMEM;
-		fail("allocation failed", tname);
-	}
-
-	while (off < tsize) {
-		uint64_t next = seg_next_data(&rmap, off);
-		uint64_t tnext = seg_next_data(&tmap, off);
-		uint64_t bend, pos;
-		size_t len;
+	while (off < job->size &&
+	       off < __atomic_load_n(&job->first_diff, __ATOMIC_RELAXED)) {
+		uint64_t next = seg_next_data(&w->rmap, off);
+		uint64_t tnext = seg_next_data(&w->tmap, off);
+		uint64_t end;
 
 		/* Skip what is a hole in both (only for sparse targets). */
 		if (tnext < next)
 			next = tnext;
-		if (next >= tsize)
+		if (next >= job->size)
 			break;
-		off = next & ~(uint64_t)(RAWCMP_BLOCK_BYTES - 1);
-		bend = off + RAWCMP_BLOCK_BYTES < tsize ?
-		       off + RAWCMP_BLOCK_BYTES : tsize;
-		len = bend - off;
-
-		/* O_DIRECT needs aligned lengths; the tail goes buffered. */
-		if (tfd != tfd_buffered && len % RAWCMP_ALIGN == 0) {
-			if (pread_all(tfd, tbuf, len, off) != (ssize_t)len)
-				fail("read failed", tname);
-		} else if (pread_all(tfd_buffered, tbuf, len, off) !=
-			   (ssize_t)len) {
-			fail("read failed", tname);
+		if (next >= off + RAWCMP_BLOCK_BYTES) {
+			/* Our next block at or after @next. */
+			off += (next - off) / stride * stride;
+			if (off + RAWCMP_BLOCK_BYTES <= next)
+				off += stride;
+			continue;
 		}
+		end = off + RAWCMP_BLOCK_BYTES < job->size ?
+		      off + RAWCMP_BLOCK_BYTES : job->size;
+		if (check_block(w, off, end))
+			break;
+		off += stride;
+	}
+	return NULL;
+}
 
-		/* Reference: read data segments, zero holes. */
-		for (pos = off; pos < bend;) {
-			uint64_t send;
-			bool data = seg_lookup(&rmap, pos, &send);
+static void print_usage(void)
+{
+	fprintf(stderr, "usage: %s [-q] [-j THREADS] TARGET REFERENCE\n",
+		prog);
+	exit(2);
+}
 
-			if (send > bend)
-				send = bend;
-			if (data) {
-				if (pread_all(rfd, rbuf + (pos - off),
-					      send - pos, pos) !=
-				    (ssize_t)(send - pos))
-					fail("read failed", rname);
-			} else {
-				memset(rbuf + (pos - off), 0, send - pos);
-			}
-			pos = send;
+int main(int argc, char **argv)
+{
+	struct worker *workers, *first = NULL;
+	struct job job = { .first_diff = UINT64_MAX, .nworkers = 4 };
+	uint64_t rsize;
+	struct stat st;
+	unsigned int i;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "qj:")) != -1) {
+		if (opt == 'q') {
+			quiet = true;
+		} else if (opt == 'j') {
+			job.nworkers = atoi(optarg);
+			if (job.nworkers < 1 || job.nworkers > RAWCMP_MAX_THREADS)
+				print_usage();
+		} else {
+			print_usage();
 		}
-		if (memcmp(tbuf, rbuf, len))
-			return report(off, tbuf, rbuf, len, tname, rname);
-		off = bend;
+	}
+	if (argc - optind != 2)
+		print_usage();
+	job.tname = argv[optind];
+	job.rname = argv[optind + 1];
+
+	job.tfd_buffered = open(job.tname, O_RDONLY);
+	if (job.tfd_buffered < 0)
+		fail("open failed", job.tname);
+	job.tfd = open(job.tname, O_RDONLY | O_DIRECT);
+	if (job.tfd < 0)
+		job.tfd = job.tfd_buffered;
+	job.rfd = open(job.rname, O_RDONLY);
+	if (job.rfd < 0)
+		fail("open failed", job.rname);
+
+	job.size = file_size(job.tfd_buffered, job.tname);
+	rsize = file_size(job.rfd, job.rname);
+	if (job.size != rsize) {
+		if (!quiet)
+			printf("%s %s differ: size %llu != %llu\n", job.tname,
+			       job.rname, (unsigned long long)job.size,
+			       (unsigned long long)rsize);
+		return 1;
+	}
+	if (fstat(job.tfd_buffered, &st))
+		fail("stat failed", job.tname);
+	job.t_sparse = S_ISREG(st.st_mode);
+
+	workers = calloc(job.nworkers, sizeof(*workers));
+	if (!workers) {
+		errno = ENOMEM;
+		fail("allocation failed", job.tname);
+	}
+	for (i = 0; i < job.nworkers; i++) {
+		struct worker *w = &workers[i];
+
+		w->job = &job;
+		w->idx = i;
+		w->diff_off = UINT64_MAX;
+		seg_init(&w->tmap, job.tfd_buffered, job.size, job.t_sparse);
+		seg_init(&w->rmap, job.rfd, job.size, true);
+		if (posix_memalign((void **)&w->tbuf, RAWCMP_ALIGN,
+				   RAWCMP_BLOCK_BYTES) ||
+		    posix_memalign((void **)&w->rbuf, RAWCMP_ALIGN,
+				   RAWCMP_BLOCK_BYTES)) {
+			errno = ENOMEM;
+			fail("allocation failed", job.tname);
+		}
+		errno = pthread_create(&w->thread, NULL, worker_run, w);
+		if (errno)
+			fail("cannot start a thread", job.tname);
+	}
+	for (i = 0; i < job.nworkers; i++) {
+		pthread_join(workers[i].thread, NULL);
+		if (workers[i].diff_off != UINT64_MAX &&
+		    (!first || workers[i].diff_off < first->diff_off))
+			first = &workers[i];
+	}
+
+	if (first) {
+		if (!quiet)
+			printf("%s %s differ at offset %llu (%#llx): 0x%02x != 0x%02x\n",
+			       job.tname, job.rname,
+			       (unsigned long long)first->diff_off,
+			       (unsigned long long)first->diff_off,
+			       first->diff_t, first->diff_r);
+		return 1;
 	}
 	if (!quiet)
-		printf("%s %s identical (%llu bytes)\n", tname, rname,
-		       (unsigned long long)tsize);
+		printf("%s %s identical (%llu bytes)\n", job.tname, job.rname,
+		       (unsigned long long)job.size);
 	return 0;
 }
