@@ -562,6 +562,46 @@ START_TEST(short_file)
 			 -EINVAL);
 }
 
+START_TEST(cut_short_by_eof)
+{
+	u8 crypto[16] = { 0 };
+
+	v3_64k();
+	/* header_length past the end of a tiny file. */
+	ck_assert_int_eq(qcow2_header_decode(t.data, 108, 108, &h, &err),
+			 -EINVAL);
+	ck_msg("runs past end of file");
+	/* A backing file name past the end of the file. */
+	put_be64(t.data + H_BACKING_OFF, 200);
+	put_be32(t.data + H_BACKING_LEN, 100);
+	ck_assert_int_eq(qcow2_header_decode(t.data, 256, 256, &h, &err),
+			 -EINVAL);
+	ck_msg("backing file name runs past end of file");
+	/* Extensions in a file that ends inside the header cluster. */
+	put_be64(t.data + H_BACKING_OFF, 0);
+	put_be64(t.data + H_L1_OFF, 0);
+	put_be32(t.data + H_L1_SIZE, 0);
+	put_be64(t.data + H_SIZE, 0);
+	put_be64(t.data + H_REFT_OFF, 0);
+	put_be32(t.data + t.hdr_len, 0x1234);
+	put_be32(t.data + t.hdr_len + 4, 4);
+	ck_assert_int_eq(qcow2_header_decode(t.data, 128, 128, &h, &err), 0);
+	ck_assert_int_eq(qcow2_header_decode(t.data, 122, 122, &h, &err),
+			 -EINVAL);
+	ck_msg("overruns");
+	ck_assert_int_eq(qcow2_header_decode(t.data, 116, 116, &h, &err),
+			 -EINVAL);
+	timg_free(&t);
+
+	/* A misaligned crypto header. */
+	v3_64k();
+	put_be32(t.data + H_CRYPT, QCOW2_CRYPT_LUKS);
+	put_be64(crypto, 5 * 65536 + 512);
+	timg_add_ext(&t, QCOW2_EXT_CRYPTO, crypto, 16);
+	ck_assert_int_eq(decode(), -EINVAL);
+	ck_msg("not cluster aligned");
+}
+
 START_TEST(supported_flags)
 {
 	v3_64k();
@@ -624,6 +664,7 @@ static Suite *header_suite(void)
 	tcase_add_test(tc, raw_data_bit);
 	tcase_add_test(tc, extl2_small_clusters);
 	tcase_add_test(tc, short_file);
+	tcase_add_test(tc, cut_short_by_eof);
 	tcase_add_test(tc, supported_flags);
 	suite_add_tcase(s, tc);
 	return s;

@@ -160,6 +160,22 @@ START_TEST(data_across_slices)
 	ck_ext(e, QCOW2_EXT_UNALLOC, 500 * 65536);
 }
 
+START_TEST(data_then_unallocated_table)
+{
+	struct qcow2_extent e;
+	u64 last;
+
+	/* The last cluster of the first L2 table, then no table at all. */
+	timg_init(&t, 3, 12, 16 * MiB, false);
+	last = timg_data(&t, 511, 0x5f);
+	open_img(0);
+	e = map(2 * MiB - 4096 + 10, 16 * MiB);
+	ck_ext(e, QCOW2_EXT_DATA, 4096 - 10);
+	ck_assert_uint_eq(e.host_off, last + 10);
+	e = map(2 * MiB, 16 * MiB);
+	ck_ext(e, QCOW2_EXT_UNALLOC, 14 * MiB);
+}
+
 START_TEST(data_not_contiguous)
 {
 	struct qcow2_extent e;
@@ -505,6 +521,7 @@ static Suite *map_suite(void)
 	tcase_add_test(tc, data_contiguous);
 	tcase_add_test(tc, data_across_tables);
 	tcase_add_test(tc, data_across_slices);
+	tcase_add_test(tc, data_then_unallocated_table);
 	tcase_add_test(tc, data_not_contiguous);
 	tcase_add_test(tc, zero_and_unalloc_merge);
 	tcase_add_test(tc, v2_zero_flag);
