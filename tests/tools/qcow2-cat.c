@@ -7,7 +7,10 @@
  *   qcow2-cat [--l2-cache BYTES] [--map] IMAGE [OUTPUT]
  *
  * A regular OUTPUT file is written sparse (zero extents become holes).
- * --map prints the extents instead of the data. Exit status: 0 on success,
+ * --l2-cache sets the engine's L2 cache size (0: the smallest, so eviction
+ * runs all the time; default: the engine's). --map prints the extents
+ * (guest offset, length, type, host offset, compressed offset and bytes,
+ * offset in the cluster) instead of the data. Exit status: 0 on success,
  * 1 if the engine refuses the image or anything fails; the reason goes to
  * stderr as "qcow2-cat: IMAGE: reason".
  */
