@@ -3,9 +3,11 @@
 #
 # test_engine.sh [IMAGEDIR]: read every image of the matrix (tests/lib/
 # images.sh) through the engine with qcow2-cat and compare the bytes with
-# QEMU's raw reference, or check the refusal message; then repeat a few
-# cases with the smallest L2 cache so eviction runs. One line per case,
-# "PASS name" or "FAIL name: reason", then "N passed, N failed".
+# QEMU's raw reference, or check the refusal message; compare the engine's
+# extents with `qemu-img map` (case name-map: zero vs unallocated, host
+# offsets); then repeat a few cases with the smallest L2 cache so eviction
+# runs. One line per case, "PASS name" or "FAIL name: reason", then
+# "N passed, N failed".
 #
 # IMAGEDIR: reuse an existing matrix instead of building one in a
 # temporary directory.
@@ -79,8 +81,24 @@ run_case() {
 	rm -f "$out"
 }
 
+# map_case NAME IMAGE: the engine's extents against qemu-img map's
+map_case() {
+	local name=$1-map img=$imgdir/$2 why
+
+	if ! "$cat_bin" --map "$img" >"$tmp/ours.map" 2>"$tmp/err"; then
+		result FAIL "$name" "qcow2-cat --map: $(head -c 400 "$tmp/err")"
+	elif ! qemu-img map --output=json "$img" >"$tmp/qemu.json" 2>"$tmp/err"; then
+		result FAIL "$name" "qemu-img map: $(head -c 400 "$tmp/err")"
+	elif ! why=$(python3 "$here/mapcmp.py" "$tmp/ours.map" "$tmp/qemu.json"); then
+		result FAIL "$name" "$why"
+	else
+		result PASS "$name"
+	fi
+}
+
 while IFS=$'\t' read -r name img ref expect; do
 	run_case "$name" "$img" "$ref" "$expect"
+	[ "$expect" = ok ] && map_case "$name" "$img"
 done <"$imgdir/MANIFEST"
 
 # Smallest cache (QCOW2_L2C_MIN_SLICES): every few clusters evict.
