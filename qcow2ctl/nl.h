@@ -47,37 +47,99 @@ struct qctl_attach_req {
 	__u32 index;
 };
 
-/*
- * qctl_nl_open() - connect and resolve the family
+/**
+ * qctl_nl_open() - connect to generic netlink and resolve the family
+ * @nlp: the new handle, for qctl_nl_close()
  *
+ * Resolving the family loads the module if it is installed but not loaded
+ * (MODULE_ALIAS_GENL_FAMILY).
+ *
+ * Context: process; blocks on the socket.
  * Return: 0, -ENOENT (family not registered: module not loaded), -ENOMEM
- * or another -errno from the socket.
+ * or another -errno of the socket.
  */
 int qctl_nl_open(struct qctl_nl **nlp);
+
+/** qctl_nl_close() - close the socket and free @nl; NULL is a no-op */
 void qctl_nl_close(struct qctl_nl *nl);
 
-/* Extended ack text of the last failed request, "" if the kernel sent none. */
+/**
+ * qctl_nl_errmsg() - the kernel's explanation of the last failed request
+ * @nl: handle
+ *
+ * Return: the extended ack text, "" if the kernel sent none. Valid until the
+ * next request on @nl.
+ */
 const char *qctl_nl_errmsg(const struct qctl_nl *nl);
 
-/*
+/**
  * qctl_nl_attach() - attach the image open on @req->fd
+ * @nl: handle
+ * @req: what to attach and how
  * @dev: the new device; @dev->present is 0 if the kernel attached it but
- *       could not send its description
+ *       could not describe it
+ *
+ * Context: process; needs CAP_NET_ADMIN.
+ * Return: 0 or the kernel's -errno (see qctl_nl_errmsg() for why).
  */
 int qctl_nl_attach(struct qctl_nl *nl, const struct qctl_attach_req *req,
 		   struct qctl_dev *dev);
+
+/**
+ * qctl_nl_detach() - detach /dev/qcow<@index>
+ * @nl: handle
+ * @index: device index
+ *
+ * Context: process; needs CAP_NET_ADMIN.
+ * Return: 0, -ENODEV, -EBUSY (device open) or another -errno.
+ */
 int qctl_nl_detach(struct qctl_nl *nl, __u32 index);
 
-/* GET and SET fail with -EPROTO when the kernel acks without the device. */
+/**
+ * qctl_nl_get() - describe /dev/qcow<@index>
+ * @nl: handle
+ * @index: device index
+ * @dev: the description
+ *
+ * Context: process; needs CAP_NET_ADMIN.
+ * Return: 0, -ENODEV, -EPROTO (acked without a description) or another
+ * -errno.
+ */
 int qctl_nl_get(struct qctl_nl *nl, __u32 index, struct qctl_dev *dev);
+
+/**
+ * qctl_nl_set_l2_cache() - resize the L2 cache of an attached device
+ * @nl: handle
+ * @index: device index
+ * @bytes: new size; the kernel rounds and clamps it
+ * @dev: the device after the change
+ *
+ * Context: process; needs CAP_NET_ADMIN.
+ * Return: 0, -ENODEV, -ENOMEM, -EPROTO (acked without a description) or
+ * another -errno.
+ */
 int qctl_nl_set_l2_cache(struct qctl_nl *nl, __u32 index, __u64 bytes,
 			 struct qctl_dev *dev);
+
+/**
+ * qctl_nl_features() - what the running module accepts
+ * @nl: handle
+ * @version: its QCOW2BLK_GENL_VERSION
+ * @features: the QCOW2BLK_F_* flags it accepts
+ *
+ * Context: process; needs CAP_NET_ADMIN.
+ * Return: 0, -EPROTO (reply without both attributes) or another -errno.
+ */
 int qctl_nl_features(struct qctl_nl *nl, __u32 *version, __u64 *features);
 
-/*
+/**
  * qctl_nl_list() - every attached device, in the order the kernel dumps them
+ * @nl: handle
  * @devs: array allocated with malloc(), free() it; NULL when @nr is 0
  * @nr: entries in @devs
+ *
+ * Context: process; needs CAP_NET_ADMIN.
+ * Return: 0, -ENOMEM or the kernel's -errno; nothing is returned then.
  */
 int qctl_nl_list(struct qctl_nl *nl, struct qctl_dev **devs, size_t *nr);
 

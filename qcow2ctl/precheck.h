@@ -10,10 +10,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/*
+/**
  * qctl_precheck() - decode the header of the image open on @fd
+ * @fd: the image, a regular file or a block device
  * @writable: refuse what the engine cannot serve writable
  * @msg: the engine's reason when it refuses the image, else ""
+ * @msg_bytes: size of @msg
+ *
+ * Reads the first min(file size, 2 MiB) bytes with pread().
  *
  * Return: 0; the engine's -EINVAL, -EUCLEAN or -EOPNOTSUPP with @msg set;
  * -EIO, -ENOMEM or another -errno of reading @fd with @msg empty.

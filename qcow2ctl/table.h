@@ -31,7 +31,7 @@ struct qctl_column {
 
 struct qctl_table;
 
-/*
+/**
  * qctl_table_new() - an empty table
  * @json_name: name of the JSON array ("qcowdevices")
  * @cols: column definitions, must outlive the table
@@ -44,20 +44,30 @@ struct qctl_table *qctl_table_new(const char *json_name,
 				  size_t nr_cols);
 void qctl_table_free(struct qctl_table *t);
 
-/* Append a row whose cells are all absent; returns 0 or -ENOMEM. */
+/**
+ * qctl_table_add_row() - append a row whose cells are all absent
+ * @t: table
+ *
+ * Return: 0 or -ENOMEM.
+ */
 int qctl_table_add_row(struct qctl_table *t);
 
 /*
- * Set a cell of the last row. An absent cell prints as an empty string in
- * tables and as null in JSON. Return: 0, -ENOMEM or -EINVAL (no row, bad
- * column, value of the wrong type).
+ * qctl_table_set_str(), _num(), _bool() - set cell @col of the last row
+ *
+ * A cell never set prints as an empty string in tables and as null in JSON.
+ * Return: 0, -ENOMEM or -EINVAL (no row, bad column, value of the wrong
+ * type).
  */
 int qctl_table_set_str(struct qctl_table *t, size_t col, const char *s);
 int qctl_table_set_num(struct qctl_table *t, size_t col, __u64 v);
 int qctl_table_set_bool(struct qctl_table *t, size_t col, bool v);
 
-/*
+/**
  * qctl_table_print() - write the table to @out
+ * @t: table
+ * @out: stream
+ * @mode: pretty, raw or JSON
  * @headings: print the heading line (pretty and raw modes)
  *
  * Pretty and raw modes print nothing at all for a table without rows.

@@ -8,20 +8,30 @@
 
 #include <linux/types.h>
 
-/*
- * qctl_parse_size() - "4096", "64K", "8MiB", "1g"
+/**
+ * qctl_parse_size() - parse "4096", "64K", "8MiB", "1g"
+ * @s: decimal digits, then optionally K, M, G or T (any case, binary),
+ *     then optionally "iB"
+ * @bytes: the size
  *
- * Binary suffixes K, M, G, T (any case), optionally followed by "iB".
  * Return: 0, -EINVAL (not a size) or -ERANGE (above 2^64 - 1).
  */
 int qctl_parse_size(const char *s, __u64 *bytes);
 
-/* qctl_parse_u32() - plain decimal. Return: 0, -EINVAL or -ERANGE. */
+/**
+ * qctl_parse_u32() - parse plain decimal digits
+ * @s: the digits, nothing else
+ * @v: the value
+ *
+ * Return: 0, -EINVAL or -ERANGE.
+ */
 int qctl_parse_u32(const char *s, __u32 *v);
 
-/*
- * qctl_parse_dev() - index of "/dev/qcowN", "qcowN", "N", or of a path
- * (a udev symlink) that resolves to /dev/qcowN
+/**
+ * qctl_parse_dev() - device index named by a command line argument
+ * @arg: "/dev/qcowN", "qcowN", "N", or a path (a udev symlink) that
+ *       resolves to /dev/qcowN
+ * @index: N
  *
  * Return: 0, -EINVAL (names no qcow2blk device) or -ERANGE.
  */
