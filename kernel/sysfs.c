@@ -66,7 +66,7 @@ static ssize_t l2_##name##_show(struct device *d,			\
 				struct device_attribute *attr, char *buf) \
 {									\
 	struct qcow2blk_dev *dev = qcow2blk_sysfs_dev(d);		\
-	struct qcow2_l2c_stats st;					\
+	struct qcow2_cache_stats st;					\
 									\
 	qcow2_l2c_get_stats(&dev->img, &st);				\
 	return sysfs_emit(buf, "%llu\n", st.name);			\

@@ -285,39 +285,46 @@ struct qcow2_io {
 	void *priv;
 };
 
-/* ---- L2 cache ------------------------------------------------------- */
+/* ---- Slot cache (qcow2_cache.c) and the L2 cache policy ---------------- */
 
 /*
- * Caches fixed-size slices of L2 tables (min(cluster size, 4 KiB) bytes),
- * keyed by host offset, evicting the least recently used slice. Bounded by
- * nr_slices, at least QCOW2_L2C_MIN_SLICES.
+ * A fixed number of equal-sized buffers keyed by a u64 (a multiple of 512),
+ * least recently used evicted; no locking of its own. See qcow2_cache.c.
  */
-#define QCOW2_L2C_MIN_SLICES		2
-#define QCOW2_L2C_MAX_SLICE_BYTES	4096U
-#define QCOW2_L2C_DEFAULT_MAX_BYTES	(8U << 20)
-/* Hard cap on any requested size, so a tunable cannot exhaust memory. */
-#define QCOW2_L2C_MAX_BYTES		(1024U << 20)
+#define QCOW2_CACHE_MIN_SLOTS		2
+#define QCOW2_CACHE_MAX_SLOT_BYTES	4096U
+/* Hard cap on any cache, so a tunable cannot exhaust memory. */
+#define QCOW2_CACHE_MAX_BYTES		(1024U << 20)
 
-struct qcow2_l2c_slice;
+struct qcow2_cache_slot;
 
-struct qcow2_l2c_stats {
+struct qcow2_cache_stats {
 	u64 hits;		/* lookups served from memory */
-	u64 misses;		/* lookups that read the image */
-	u64 evictions;		/* slices dropped to make room */
+	u64 misses;		/* lookups that found nothing */
+	u64 evictions;		/* slots reused for another key */
 };
 
-struct qcow2_l2_cache {
-	u32 slice_bytes;		/* bytes per slice */
-	u32 nr_slices;			/* capacity */
-	u32 nr_used;			/* slices holding a table */
+struct qcow2_cache {
+	u32 slot_bytes;			/* bytes per slot */
+	u32 nr_slots;			/* capacity */
+	u32 nr_used;			/* slots holding a key */
 	u32 nr_buckets;			/* hash buckets, power of two */
-	struct qcow2_l2c_slice *slices;	/* nr_slices entries */
-	s32 *buckets;			/* index of first slice, -1 if none */
+	struct qcow2_cache_slot *slots;	/* nr_slots entries */
+	s32 *buckets;			/* index of first slot, -1 if none */
 	s32 lru_head;			/* most recently used, -1 if empty */
 	s32 lru_tail;			/* least recently used */
-	s32 free_head;			/* first slice holding nothing */
-	struct qcow2_l2c_stats stats;
+	s32 free_head;			/* first slot holding nothing */
+	struct qcow2_cache_stats stats;
 };
+
+/*
+ * The L2 cache holds slices of L2 tables, min(cluster size, 4 KiB) bytes,
+ * keyed by host offset; at least two slices.
+ */
+#define QCOW2_L2C_MIN_SLICES		QCOW2_CACHE_MIN_SLOTS
+#define QCOW2_L2C_MAX_SLICE_BYTES	QCOW2_CACHE_MAX_SLOT_BYTES
+#define QCOW2_L2C_DEFAULT_MAX_BYTES	(8U << 20)
+#define QCOW2_L2C_MAX_BYTES		QCOW2_CACHE_MAX_BYTES
 
 /* ---- Image and mapping ---------------------------------------------- */
 
@@ -332,7 +339,7 @@ struct qcow2_image {
 	u64 file_size;			/* bytes, image file */
 	__be64 *l1;			/* active L1 table, h.l1_size entries */
 	struct qcow2_mutex l2c_lock;	/* protects l2c */
-	struct qcow2_l2_cache l2c;	/* guarded by l2c_lock */
+	struct qcow2_cache l2c;	/* guarded by l2c_lock */
 };
 
 enum qcow2_ext_type {
@@ -356,11 +363,13 @@ struct qcow2_extent {
  * @img: zeroed by the caller
  * @io: metadata reader
  * @file_size: bytes in the image file
- * @opts: flags and cache size
- * @err: reason on failure
+ * @opts: flags and cache size; NULL: read-only, default cache
+ * @err: reason on failure (may be NULL)
  *
- * Reads the header cluster and the active L1 table, checks them, and sizes
- * the L2 cache.
+ * Reads the first min(file size, 2 MiB) bytes and the active L1 table,
+ * checks them, refuses what @opts->flags cannot serve, and allocates the
+ * L2 cache: by default enough slices to cover the whole virtual disk,
+ * capped at QCOW2_L2C_DEFAULT_MAX_BYTES.
  *
  * Return: 0 or -errno (see qcow2_header_decode(), plus -ENOMEM, -EIO).
  */
@@ -368,22 +377,34 @@ int qcow2_image_open(struct qcow2_image *img, const struct qcow2_io *io,
 		     u64 file_size, const struct qcow2_open_opts *opts,
 		     struct qcow2_err *err);
 
-/** qcow2_image_close() - release everything qcow2_image_open() set up */
+/**
+ * qcow2_image_close() - release everything qcow2_image_open() set up
+ * @img: an image qcow2_image_open() accepted; no qcow2_map() may be running
+ */
 void qcow2_image_close(struct qcow2_image *img);
 
 /**
  * qcow2_map() - find where guest bytes live
  * @img: open image
- * @guest_off: first guest byte, below h.size
+ * @guest_off: first guest byte
  * @len: bytes wanted, > 0
  * @ext: the longest extent from @guest_off (at most @len bytes) whose bytes
  *       share one type and, for DATA, are contiguous on the host
  *
- * Bytes at or beyond the virtual size are reported as ZERO. Takes l2c_lock;
- * may read an L2 slice.
+ * DATA extents run on across clusters, L2 slices and tables while the host
+ * offsets stay contiguous; ZERO and UNALLOC merge with their own kind; a
+ * COMPRESSED extent stays inside one cluster. With extended L2 entries the
+ * granularity is the subcluster. An extent ends at the virtual size; bytes
+ * at or beyond it are one ZERO extent. A corrupt entry after the first byte
+ * only ends the extent early: the next call, starting there, reports it.
+ * A DATA extent may run past the end of the image file (those bytes read as
+ * zero); one whose cluster starts there is corrupt.
  *
- * Return: 0, -EUCLEAN (corrupt table entry, logged rate-limited with table
- * and offset), -EIO or -ENOMEM.
+ * Context: may sleep; takes l2c_lock (the caller must not hold it) and may
+ * read an L2 slice through qcow2_io::pread on a cache miss. Never allocates.
+ * Return: 0 (then ext->len > 0), -EINVAL (@len is 0), -EUCLEAN (corrupt
+ * table entry, logged rate-limited naming the table, index and offset) or
+ * the -errno of the read.
  */
 int qcow2_map(struct qcow2_image *img, u64 guest_off, u64 len,
 	      struct qcow2_extent *ext);
@@ -391,7 +412,10 @@ int qcow2_map(struct qcow2_image *img, u64 guest_off, u64 len,
 /**
  * qcow2_l2c_resize() - change the L2 cache capacity
  * @img: open image
- * @bytes: new size; rounded to slices, at least QCOW2_L2C_MIN_SLICES
+ * @bytes: new size; rounded up to slices, at least QCOW2_L2C_MIN_SLICES,
+ *         at most QCOW2_L2C_MAX_BYTES
+ *
+ * The new cache starts empty; the statistics carry over. Takes l2c_lock.
  *
  * Return: 0, -ENOMEM (old cache kept).
  */
@@ -401,29 +425,34 @@ int qcow2_l2c_resize(struct qcow2_image *img, u64 bytes);
 u64 qcow2_l2c_bytes(const struct qcow2_image *img);
 
 /** qcow2_l2c_get_stats() - snapshot the L2 cache counters */
-void qcow2_l2c_get_stats(struct qcow2_image *img, struct qcow2_l2c_stats *st);
+void qcow2_l2c_get_stats(struct qcow2_image *img, struct qcow2_cache_stats *st);
 
 /* ---- Engine internals: shared between lib/ files, not for callers ------ */
 
 /**
- * qcow2_l2c_init() - allocate an empty L2 cache
+ * qcow2_cache_init() - allocate an empty slot cache
  * @c: cache to set up, contents ignored
- * @slice_bytes: bytes per slice, power of two, 512..QCOW2_L2C_MAX_SLICE_BYTES
- * @nr_slices: capacity, QCOW2_L2C_MIN_SLICES..QCOW2_L2C_MAX_BYTES/slice_bytes
+ * @slot_bytes: bytes per slot, power of two, 512..QCOW2_CACHE_MAX_SLOT_BYTES
+ * @nr_slots: capacity, QCOW2_CACHE_MIN_SLOTS..QCOW2_CACHE_MAX_BYTES/slot_bytes
  *
- * Context: may sleep (allocates every slice buffer up front, so lookups
- * never allocate).
+ * Context: may sleep (allocates every buffer up front, so nothing else
+ * allocates).
  * Return: 0, -EINVAL (bad geometry) or -ENOMEM.
  */
-int qcow2_l2c_init(struct qcow2_l2_cache *c, u32 slice_bytes, u32 nr_slices);
+int qcow2_cache_init(struct qcow2_cache *c, u32 slot_bytes, u32 nr_slots);
 
 /**
- * qcow2_l2c_destroy() - free a cache set up by qcow2_l2c_init()
+ * qcow2_cache_destroy() - free a cache set up by qcow2_cache_init()
  * @c: cache; zeroed afterwards, so destroying twice is harmless
  *
  * Context: any context that may free memory.
  */
-void qcow2_l2c_destroy(struct qcow2_l2_cache *c);
+void qcow2_cache_destroy(struct qcow2_cache *c);
+
+u8 *qcow2_cache_lookup(struct qcow2_cache *c, u64 key);
+u8 *qcow2_cache_reserve(struct qcow2_cache *c, s32 *slot);
+void qcow2_cache_publish(struct qcow2_cache *c, s32 slot, u64 key);
+void qcow2_cache_unreserve(struct qcow2_cache *c, s32 slot);
 
 /**
  * qcow2_l2c_slices_for() - slices a cache of @bytes holds for @img

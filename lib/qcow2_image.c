@@ -137,11 +137,11 @@ int qcow2_image_open(struct qcow2_image *img, const struct qcow2_io *io,
 		return ret;
 
 	slice_bytes = 1U << slice_bits(&img->h);
-	img->l2c.slice_bytes = slice_bytes;
+	img->l2c.slot_bytes = slice_bytes;
 	if (!cache_bytes)
 		cache_bytes = image_default_l2c_bytes(img);
-	ret = qcow2_l2c_init(&img->l2c, slice_bytes,
-			     qcow2_l2c_slices_for(img, cache_bytes));
+	ret = qcow2_cache_init(&img->l2c, slice_bytes,
+			       qcow2_l2c_slices_for(img, cache_bytes));
 	if (ret) {
 		qcow2_err_set(err, "out of memory for the L2 cache");
 		goto free_l1;
@@ -164,7 +164,7 @@ free_l1:
 void qcow2_image_close(struct qcow2_image *img)
 {
 	qcow2_mutex_destroy(&img->l2c_lock);
-	qcow2_l2c_destroy(&img->l2c);
+	qcow2_cache_destroy(&img->l2c);
 	qcow2_free(img->l1);
 	img->l1 = NULL;
 }

@@ -53,7 +53,7 @@ static void touch(unsigned int i)
 
 static void ck_stats(u64 hits, u64 misses, u64 evictions)
 {
-	struct qcow2_l2c_stats st;
+	struct qcow2_cache_stats st;
 
 	qcow2_l2c_get_stats(&img, &st);
 	ck_assert_uint_eq(st.hits, hits);
@@ -63,21 +63,21 @@ static void ck_stats(u64 hits, u64 misses, u64 evictions)
 
 START_TEST(init_geometry)
 {
-	struct qcow2_l2_cache c;
+	struct qcow2_cache c;
 
-	ck_assert_int_eq(qcow2_l2c_init(&c, 4096, 1), -EINVAL);
-	ck_assert_int_eq(qcow2_l2c_init(&c, 256, 4), -EINVAL);
-	ck_assert_int_eq(qcow2_l2c_init(&c, 8192, 4), -EINVAL);
-	ck_assert_int_eq(qcow2_l2c_init(&c, 3000, 4), -EINVAL);
-	ck_assert_int_eq(qcow2_l2c_init(&c, 4096,
+	ck_assert_int_eq(qcow2_cache_init(&c, 4096, 1), -EINVAL);
+	ck_assert_int_eq(qcow2_cache_init(&c, 256, 4), -EINVAL);
+	ck_assert_int_eq(qcow2_cache_init(&c, 8192, 4), -EINVAL);
+	ck_assert_int_eq(qcow2_cache_init(&c, 3000, 4), -EINVAL);
+	ck_assert_int_eq(qcow2_cache_init(&c, 4096,
 					QCOW2_L2C_MAX_BYTES / 4096 + 1),
 			 -EINVAL);
-	ck_assert_int_eq(qcow2_l2c_init(&c, 512, 5), 0);
-	ck_assert_uint_eq(c.nr_slices, 5);
+	ck_assert_int_eq(qcow2_cache_init(&c, 512, 5), 0);
+	ck_assert_uint_eq(c.nr_slots, 5);
 	ck_assert_uint_eq(c.nr_buckets, 8);
 	ck_assert_uint_eq(c.nr_used, 0);
-	qcow2_l2c_destroy(&c);
-	qcow2_l2c_destroy(&c);
+	qcow2_cache_destroy(&c);
+	qcow2_cache_destroy(&c);
 	/* The fixture's image is opened so teardown can close it. */
 	open_img(0);
 }
@@ -85,7 +85,7 @@ START_TEST(init_geometry)
 START_TEST(lru_eviction_min)
 {
 	open_img(1);
-	ck_assert_uint_eq(img.l2c.nr_slices, QCOW2_L2C_MIN_SLICES);
+	ck_assert_uint_eq(img.l2c.nr_slots, QCOW2_L2C_MIN_SLICES);
 	touch(0);			/* miss */
 	touch(1);			/* miss */
 	touch(0);			/* hit: 0 is now most recent */
@@ -106,7 +106,7 @@ START_TEST(no_eviction_when_big)
 	unsigned int round, i;
 
 	open_img(0);
-	ck_assert_uint_ge(img.l2c.nr_slices, NR_TABLES);
+	ck_assert_uint_ge(img.l2c.nr_slots, NR_TABLES);
 	for (round = 0; round < 3; round++)
 		for (i = 0; i < NR_TABLES; i++)
 			touch(i);

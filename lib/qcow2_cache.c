@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Slot cache: a fixed number of equal-sized buffers keyed by a u64, with a
+ * hash for lookup and an LRU list for eviction. The L2 table cache
+ * (qcow2_l2cache.c) and the chain mapping cache (qcow2_chain.c) are policies
+ * on top of it.
+ *
+ * States: each of the nr_slots slots is free (on the free list, linked
+ * through lru_next), reserved (taken by qcow2_cache_reserve(), in no list,
+ * being filled by its caller), or in use (in exactly one hash chain and in
+ * the LRU list). A slot becomes visible to lookups only once published, so
+ * a lookup never sees a half-filled buffer.
+ *
+ * Invariants: nr_used == slots in use == length of the LRU list; every slot
+ * owns its buffer, allocated in qcow2_cache_init() so that no operation but
+ * init allocates (they run on the I/O path); nr_buckets is a power of two
+ * >= nr_slots, so chains stay short. Keys are multiples of 512.
+ *
+ * Lock: none of its own. The owner's lock guards the whole cache, including
+ * the statistics; a buffer returned by lookup is valid only until that lock
+ * is released, because any later reserve may evict it.
+ */
+#include "qcow2.h"
+
+/* 2^64 / golden ratio, as the kernel's hash_64(). */
+#define QCOW2_CACHE_HASH_MUL	0x61c8864680b583ebULL
+#define QCOW2_CACHE_MIN_SLOT_BYTES	512U
+#define QCOW2_CACHE_NONE		(-1)
+
+struct qcow2_cache_slot {
+	u64 key;		/* lookup key; valid when in use */
+	u8 *data;		/* slot_bytes, from qcow2_alloc_io() */
+	s32 hash_next;		/* next slot in this bucket, or NONE */
+	s32 lru_prev;		/* more recently used slot, or NONE */
+	s32 lru_next;		/* less recently used (or next free) slot */
+};
+
+static u32 cache_bucket(const struct qcow2_cache *c, u64 key)
+{
+	/* Keys are multiples of 512: drop the always-zero bits first. */
+	return (u32)(((key >> 9) * QCOW2_CACHE_HASH_MUL) >> 32) &
+	       (c->nr_buckets - 1);
+}
+
+static void cache_lru_unlink(struct qcow2_cache *c, s32 i)
+{
+	struct qcow2_cache_slot *s = &c->slots[i];
+
+	if (s->lru_prev != QCOW2_CACHE_NONE)
+		c->slots[s->lru_prev].lru_next = s->lru_next;
+	else
+		c->lru_head = s->lru_next;
+	if (s->lru_next != QCOW2_CACHE_NONE)
+		c->slots[s->lru_next].lru_prev = s->lru_prev;
+	else
+		c->lru_tail = s->lru_prev;
+	s->lru_prev = QCOW2_CACHE_NONE;
+	s->lru_next = QCOW2_CACHE_NONE;
+}
+
+static void cache_lru_push_head(struct qcow2_cache *c, s32 i)
+{
+	struct qcow2_cache_slot *s = &c->slots[i];
+
+	s->lru_prev = QCOW2_CACHE_NONE;
+	s->lru_next = c->lru_head;
+	if (c->lru_head != QCOW2_CACHE_NONE)
+		c->slots[c->lru_head].lru_prev = i;
+	else
+		c->lru_tail = i;
+	c->lru_head = i;
+}
+
+static void cache_hash_remove(struct qcow2_cache *c, s32 i)
+{
+	s32 *link = &c->buckets[cache_bucket(c, c->slots[i].key)];
+
+	while (*link != QCOW2_CACHE_NONE) {
+		if (*link == i) {
+			*link = c->slots[i].hash_next;
+			c->slots[i].hash_next = QCOW2_CACHE_NONE;
+			return;
+		}
+		link = &c->slots[*link].hash_next;
+	}
+}
+
+static s32 cache_find(const struct qcow2_cache *c, u64 key)
+{
+	s32 i = c->buckets[cache_bucket(c, key)];
+
+	while (i != QCOW2_CACHE_NONE && c->slots[i].key != key)
+		i = c->slots[i].hash_next;
+	return i;
+}
+
+/* Take a slot for a new key: a free one, else evict the LRU tail. */
+static s32 cache_take_slot(struct qcow2_cache *c)
+{
+	s32 i = c->free_head;
+
+	if (i != QCOW2_CACHE_NONE) {
+		c->free_head = c->slots[i].lru_next;
+		c->slots[i].lru_next = QCOW2_CACHE_NONE;
+		return i;
+	}
+	i = c->lru_tail;
+	cache_lru_unlink(c, i);
+	cache_hash_remove(c, i);
+	c->nr_used--;
+	c->stats.evictions++;
+	return i;
+}
+
+static void cache_put_free(struct qcow2_cache *c, s32 i)
+{
+	c->slots[i].lru_prev = QCOW2_CACHE_NONE;
+	c->slots[i].lru_next = c->free_head;
+	c->free_head = i;
+}
+
+/**
+ * qcow2_cache_init() - allocate an empty slot cache
+ * @c: cache to set up, contents ignored
+ * @slot_bytes: bytes per slice, power of two, 512..QCOW2_CACHE_MAX_SLOT_BYTES
+ * @nr_slots: capacity, QCOW2_CACHE_MIN_SLOTS..QCOW2_CACHE_MAX_BYTES/slot_bytes
+ *
+ * Context: may sleep.
+ * Return: 0, -EINVAL (bad geometry) or -ENOMEM.
+ */
+int qcow2_cache_init(struct qcow2_cache *c, u32 slot_bytes, u32 nr_slots)
+{
+	u32 i, nr_buckets = 1;
+
+	memset(c, 0, sizeof(*c));
+	if (slot_bytes < QCOW2_CACHE_MIN_SLOT_BYTES ||
+	    slot_bytes > QCOW2_CACHE_MAX_SLOT_BYTES ||
+	    (slot_bytes & (slot_bytes - 1)) ||
+	    nr_slots < QCOW2_CACHE_MIN_SLOTS ||
+	    nr_slots > QCOW2_CACHE_MAX_BYTES / slot_bytes)
+		return -EINVAL;
+	while (nr_buckets < nr_slots)
+		nr_buckets <<= 1;
+
+	c->slots = qcow2_zalloc(sizeof(*c->slots) * nr_slots);
+	if (!c->slots)
+		goto fail;
+	c->buckets = qcow2_alloc(sizeof(*c->buckets) * nr_buckets);
+	if (!c->buckets)
+		goto free_slices;
+	c->slot_bytes = slot_bytes;
+	c->nr_slots = nr_slots;
+	c->nr_buckets = nr_buckets;
+	for (i = 0; i < nr_slots; i++) {
+		c->slots[i].data = qcow2_alloc_io(slot_bytes);
+		if (!c->slots[i].data)
+			goto free_data;
+		c->slots[i].hash_next = QCOW2_CACHE_NONE;
+		c->slots[i].lru_prev = QCOW2_CACHE_NONE;
+		c->slots[i].lru_next = i + 1 < nr_slots ? (s32)(i + 1) :
+							    QCOW2_CACHE_NONE;
+	}
+	for (i = 0; i < nr_buckets; i++)
+		c->buckets[i] = QCOW2_CACHE_NONE;
+	c->free_head = 0;
+	c->lru_head = QCOW2_CACHE_NONE;
+	c->lru_tail = QCOW2_CACHE_NONE;
+	return 0;
+
+free_data:
+	while (i--)
+		qcow2_free_io(c->slots[i].data);
+	qcow2_free(c->buckets);
+free_slices:
+	qcow2_free(c->slots);
+fail:
+	memset(c, 0, sizeof(*c));
+	return -ENOMEM;
+}
+
+/**
+ * qcow2_cache_destroy() - free a cache set up by qcow2_cache_init()
+ * @c: cache; zeroed afterwards, so destroying twice is harmless
+ *
+ * Context: any context that may free memory.
+ */
+void qcow2_cache_destroy(struct qcow2_cache *c)
+{
+	u32 i;
+
+	if (c->slots) {
+		for (i = 0; i < c->nr_slots; i++)
+			qcow2_free_io(c->slots[i].data);
+	}
+	qcow2_free(c->slots);
+	qcow2_free(c->buckets);
+	memset(c, 0, sizeof(*c));
+}
+
+/**
+ * qcow2_cache_lookup() - find the buffer cached for @key
+ * @c: cache, owner's lock held
+ * @key: key, a multiple of 512
+ *
+ * A hit becomes the most recently used slot. Counts a hit or a miss.
+ *
+ * Context: owner's lock held.
+ * Return: the slot's buffer, or NULL if @key is not cached.
+ */
+u8 *qcow2_cache_lookup(struct qcow2_cache *c, u64 key)
+{
+	s32 i = cache_find(c, key);
+
+	if (i == QCOW2_CACHE_NONE) {
+		c->stats.misses++;
+		return NULL;
+	}
+	c->stats.hits++;
+	if (c->lru_head != i) {
+		cache_lru_unlink(c, i);
+		cache_lru_push_head(c, i);
+	}
+	return c->slots[i].data;
+}
+
+/**
+ * qcow2_cache_reserve() - take a slot to fill, evicting if the cache is full
+ * @c: cache, owner's lock held
+ * @slot: the slot's number, for qcow2_cache_publish() or _unreserve()
+ *
+ * Context: owner's lock held.
+ * Return: the slot's buffer (slot_bytes), invisible to lookups until
+ * published.
+ */
+u8 *qcow2_cache_reserve(struct qcow2_cache *c, s32 *slot)
+{
+	*slot = cache_take_slot(c);
+	return c->slots[*slot].data;
+}
+
+/**
+ * qcow2_cache_publish() - make a filled slot visible under @key
+ * @c: cache, owner's lock held
+ * @slot: from qcow2_cache_reserve()
+ * @key: key, a multiple of 512, not already cached
+ *
+ * Context: owner's lock held.
+ */
+void qcow2_cache_publish(struct qcow2_cache *c, s32 slot, u64 key)
+{
+	u32 b = cache_bucket(c, key);
+
+	c->slots[slot].key = key;
+	c->slots[slot].hash_next = c->buckets[b];
+	c->buckets[b] = slot;
+	cache_lru_push_head(c, slot);
+	c->nr_used++;
+}
+
+/**
+ * qcow2_cache_unreserve() - give back a reserved slot that was not filled
+ * @c: cache, owner's lock held
+ * @slot: from qcow2_cache_reserve()
+ *
+ * Context: owner's lock held.
+ */
+void qcow2_cache_unreserve(struct qcow2_cache *c, s32 slot)
+{
+	cache_put_free(c, slot);
+}
