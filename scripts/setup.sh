@@ -58,7 +58,8 @@ apt-get install -y -q --no-install-recommends \
 	qemu-system-x86 qemu-utils fio \
 	libnl-3-dev libnl-genl-3-dev check \
 	e2fsprogs xfsprogs util-linux procps busybox-static \
-	python3-matplotlib zstd zlib1g-dev
+	python3 python3-matplotlib zstd zlib1g-dev \
+	rsync udev mount
 
 apt-get install -y -q --no-install-recommends -t bookworm-backports \
 	"$k612" "${k612/image/headers}"
