@@ -84,8 +84,9 @@ qcow2ctl-bin: $(USER_BUILD)/libqcow2.a
 tools: $(USER_BUILD)/libqcow2-san.a
 	$(MAKE) -C tests/tools
 
-unit: $(USER_BUILD)/libqcow2-san.a
+unit: $(USER_BUILD)/libqcow2-san.a $(USER_BUILD)/libqcow2.a
 	$(MAKE) -C tests/unit run
+	$(MAKE) -C qcow2ctl check
 
 # ---- checks -----------------------------------------------------------
 

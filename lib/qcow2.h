@@ -323,6 +323,7 @@ struct qcow2_cache {
  */
 #define QCOW2_L2C_MIN_SLICES		QCOW2_CACHE_MIN_SLOTS
 #define QCOW2_L2C_MAX_SLICE_BYTES	QCOW2_CACHE_MAX_SLOT_BYTES
+#define QCOW2_L2C_MAX_SLICE_BITS	12U
 #define QCOW2_L2C_DEFAULT_MAX_BYTES	(8U << 20)
 #define QCOW2_L2C_MAX_BYTES		QCOW2_CACHE_MAX_BYTES
 
@@ -331,6 +332,8 @@ struct qcow2_cache {
 struct qcow2_open_opts {
 	u64 flags;			/* QCOW2_OPEN_* */
 	u64 l2_cache_bytes;		/* 0: default (cover disk, capped) */
+	u64 map_cache_bytes;		/* chains: 0 is QCOW2_MC_DEFAULT_BYTES */
+	const char *snapshot;		/* ID or name; NULL: active layer */
 };
 
 struct qcow2_image {
@@ -427,6 +430,87 @@ u64 qcow2_l2c_bytes(const struct qcow2_image *img);
 /** qcow2_l2c_get_stats() - snapshot the L2 cache counters */
 void qcow2_l2c_get_stats(struct qcow2_image *img, struct qcow2_cache_stats *st);
 
+/* ---- Internal snapshots (qcow2_snapshot.c) ---------------------------- */
+
+#define QCOW2_MAX_SNAPSHOT_EXTRA	1024U
+#define QCOW2_MAX_SNAPSHOTS_BYTES	(64U << 20)
+/* ID and name as printable strings, truncated. */
+#define QCOW2_SNAPSHOT_STR_BYTES	128
+
+struct qcow2_snapshot {
+	u32 index;			/* position in the table */
+	u64 l1_table_offset;		/* bytes */
+	u32 l1_size;			/* entries */
+	u64 disk_size;			/* virtual size at the snapshot, bytes */
+	u64 vm_state_size;		/* bytes */
+	u32 date_sec;
+	u32 date_nsec;
+	u64 vm_clock_nsec;
+	char id[QCOW2_SNAPSHOT_STR_BYTES];	/* NUL-terminated, truncated */
+	char name[QCOW2_SNAPSHOT_STR_BYTES];	/* NUL-terminated, truncated */
+	const u8 *raw_id;		/* whole ID, valid during a walk only */
+	u32 id_len;
+	const u8 *raw_name;		/* whole name, valid during a walk only */
+	u32 name_len;
+};
+
+int qcow2_snapshot_walk(struct qcow2_image *img,
+			int (*fn)(void *arg, const struct qcow2_snapshot *s),
+			void *arg, struct qcow2_err *err);
+int qcow2_snapshot_find(struct qcow2_image *img, const char *want,
+			struct qcow2_snapshot *s, struct qcow2_err *err);
+
+/* ---- Backing chains (qcow2_chain.c) ------------------------------------- */
+
+#define QCOW2_MAX_CHAIN_LAYERS		1000U
+/* The L1 tables of all layers together, bytes. */
+#define QCOW2_MAX_CHAIN_L1_BYTES	(128U << 20)
+/* Guest bytes per mapping cache slot: log2. */
+#define QCOW2_CHAIN_CHUNK_BITS		16
+#define QCOW2_MC_DEFAULT_BYTES		(8U << 20)
+
+enum qcow2_layer_format {
+	QCOW2_LAYER_QCOW2,
+	QCOW2_LAYER_RAW,
+};
+
+/* What the caller opened for one layer. */
+struct qcow2_layer_desc {
+	enum qcow2_layer_format format;
+	struct qcow2_io io;		/* QCOW2: metadata reader */
+	u64 file_size;			/* bytes */
+	bool has_data_file;		/* QCOW2: caller holds its data file */
+};
+
+struct qcow2_layer {
+	enum qcow2_layer_format format;
+	u64 size;			/* guest bytes this layer covers */
+	struct qcow2_image img;		/* QCOW2 only */
+};
+
+struct qcow2_chain {
+	u32 nr_layers;
+	struct qcow2_layer *layers;	/* [0] is the top */
+	u64 size;			/* virtual size: the top's */
+	struct qcow2_mutex mc_lock;	/* protects mc; before l2c_lock */
+	struct qcow2_cache mc;		/* resolved chunks; empty if 1 layer */
+};
+
+/* An extent and the layer whose file holds it. */
+struct qcow2_chain_extent {
+	struct qcow2_extent ext;	/* DATA, ZERO or COMPRESSED */
+	u32 layer;
+};
+
+int qcow2_chain_open(struct qcow2_chain *c, const struct qcow2_layer_desc *d,
+		     u32 nr, const struct qcow2_open_opts *opts,
+		     struct qcow2_err *err);
+void qcow2_chain_close(struct qcow2_chain *c);
+int qcow2_chain_map(struct qcow2_chain *c, u64 guest_off, u64 len,
+		    struct qcow2_chain_extent *ce);
+void qcow2_chain_get_mc_stats(struct qcow2_chain *c,
+			      struct qcow2_cache_stats *st);
+
 /* ---- Engine internals: shared between lib/ files, not for callers ------ */
 
 /**
@@ -449,6 +533,9 @@ int qcow2_cache_init(struct qcow2_cache *c, u32 slot_bytes, u32 nr_slots);
  */
 void qcow2_cache_destroy(struct qcow2_cache *c);
 
+int qcow2_l1_check(const struct qcow2_header *h, u64 l1_off, u32 l1_size,
+		   u64 size, u64 file_size, struct qcow2_err *err);
+
 u8 *qcow2_cache_lookup(struct qcow2_cache *c, u64 key);
 u8 *qcow2_cache_reserve(struct qcow2_cache *c, s32 *slot);
 void qcow2_cache_publish(struct qcow2_cache *c, s32 slot, u64 key);
@@ -462,6 +549,8 @@ void qcow2_cache_unreserve(struct qcow2_cache *c, s32 slot);
  * Context: any.
  * Return: slice count, rounded up, at least QCOW2_L2C_MIN_SLICES.
  */
+u64 qcow2_l2c_cover_bytes(const struct qcow2_image *img);
+
 u32 qcow2_l2c_slices_for(const struct qcow2_image *img, u64 bytes);
 
 /**

@@ -382,11 +382,52 @@ static int hdr_check_aligned(const char *what, u64 off,
 	return -EINVAL;
 }
 
+/**
+ * qcow2_l1_check() - validate an L1 table (active or a snapshot's)
+ * @h: header with the geometry fields (cluster_bits, l2_bits) decoded
+ * @l1_off: host offset of the table
+ * @l1_size: entries
+ * @size: virtual size the table must cover, bytes (<= QCOW2_MAX_VIRTUAL_SIZE)
+ * @file_size: bytes in the image file
+ * @err: reason on failure, may be NULL
+ *
+ * Context: any; pure function of its arguments.
+ * Return: 0, -EINVAL (too large, too small, misaligned, over the header) or
+ * -EUCLEAN (outside the file).
+ */
+int qcow2_l1_check(const struct qcow2_header *h, u64 l1_off, u32 l1_size,
+		   u64 size, u64 file_size, struct qcow2_err *err)
+{
+	u32 l1_shift = h->cluster_bits + h->l2_bits;
+	u64 needed;
+	int ret;
+
+	if (l1_size > QCOW2_MAX_L1_BYTES / sizeof(u64)) {
+		qcow2_err_set(err, "L1 table too large (%u entries, max %zu)",
+			      l1_size, QCOW2_MAX_L1_BYTES / sizeof(u64));
+		return -EINVAL;
+	}
+	/* size <= 2^61 and l1_shift <= 39: no overflow. */
+	needed = (size + (1ULL << l1_shift) - 1) >> l1_shift;
+	if (needed > l1_size) {
+		qcow2_err_set(err, "L1 table too small (%u entries, %llu needed for %llu bytes)",
+			      l1_size, needed, size);
+		return -EINVAL;
+	}
+	ret = hdr_check_aligned("L1 table", l1_off, h, err);
+	if (ret || !l1_size)
+		return ret;
+	if (!l1_off) {
+		qcow2_err_set(err, "L1 table overlaps the header");
+		return -EINVAL;
+	}
+	return hdr_check_in_file("L1 table", l1_off, file_size, err);
+}
+
 static int hdr_check_tables(struct qcow2_header *h, u64 file_size,
 			    struct qcow2_err *err)
 {
 	u32 l1_shift;
-	u64 needed;
 	int ret;
 
 	h->l2_entry_bytes = h->extended_l2 ? 16 : 8;
@@ -401,34 +442,11 @@ static int hdr_check_tables(struct qcow2_header *h, u64 file_size,
 			      QCOW2_MAX_VIRTUAL_SIZE);
 		return -EINVAL;
 	}
-	if (h->l1_size > QCOW2_MAX_L1_BYTES / sizeof(u64)) {
-		qcow2_err_set(err, "L1 table too large (%u entries, max %zu)",
-			      h->l1_size, QCOW2_MAX_L1_BYTES / sizeof(u64));
-		return -EINVAL;
-	}
-	/* size <= 2^61 and l1_shift <= 39: no overflow. */
-	needed = (h->size + (1ULL << l1_shift) - 1) >> l1_shift;
-	if (needed > h->l1_size) {
-		qcow2_err_set(err, "L1 table too small (%u entries, %llu needed for %llu bytes)",
-			      h->l1_size, needed,
-			      h->size);
-		return -EINVAL;
-	}
-	h->l1_needed = needed;
-
-	ret = hdr_check_aligned("L1 table", h->l1_table_offset, h, err);
+	ret = qcow2_l1_check(h, h->l1_table_offset, h->l1_size, h->size,
+			     file_size, err);
 	if (ret)
 		return ret;
-	if (h->l1_size) {
-		if (!h->l1_table_offset) {
-			qcow2_err_set(err, "L1 table overlaps the header");
-			return -EINVAL;
-		}
-		ret = hdr_check_in_file("L1 table", h->l1_table_offset,
-					file_size, err);
-		if (ret)
-			return ret;
-	}
+	h->l1_needed = (h->size + (1ULL << l1_shift) - 1) >> l1_shift;
 
 	ret = hdr_check_aligned("refcount table", h->refcount_table_offset, h,
 				err);

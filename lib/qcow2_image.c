@@ -13,8 +13,6 @@ int qcow2_log_quiet;
 
 /* Metadata reads are rounded up to this, so hosts can use direct I/O. */
 #define QCOW2_META_IO_ALIGN	4096U
-/* log2 of QCOW2_L2C_MAX_SLICE_BYTES. */
-#define QCOW2_L2C_MAX_SLICE_BITS	12U
 
 static u64 round_up_io(u64 n)
 {
@@ -83,17 +81,43 @@ static int image_load_l1(struct qcow2_image *img, struct qcow2_err *err)
 	return 0;
 }
 
+/* Serve a snapshot's L1 table and size instead of the active layer's. */
+static int image_use_snapshot(struct qcow2_image *img, const char *want,
+			      u64 flags, struct qcow2_err *err)
+{
+	struct qcow2_header *h = &img->h;
+	u32 l1_shift = h->cluster_bits + h->l2_bits;
+	struct qcow2_snapshot s;
+	int ret;
+
+	if (flags & QCOW2_OPEN_WRITABLE) {
+		qcow2_err_set(err, "a snapshot can only be attached read-only");
+		return -EINVAL;
+	}
+	ret = qcow2_snapshot_find(img, want, &s, err);
+	if (ret)
+		return ret;
+	if (s.disk_size > QCOW2_MAX_VIRTUAL_SIZE) {
+		qcow2_err_set(err, "snapshot '%.48s': virtual size %llu exceeds %llu",
+			      s.name, s.disk_size, QCOW2_MAX_VIRTUAL_SIZE);
+		return -EUCLEAN;
+	}
+	ret = qcow2_l1_check(h, s.l1_table_offset, s.l1_size, s.disk_size,
+			     img->file_size, err);
+	if (ret)
+		return ret;
+	h->l1_table_offset = s.l1_table_offset;
+	h->l1_size = s.l1_size;
+	h->size = s.disk_size;
+	h->l1_needed = (h->size + (1ULL << l1_shift) - 1) >> l1_shift;
+	return 0;
+}
+
 /* Default cache: every L2 slice of the virtual disk, capped. */
 static u64 image_default_l2c_bytes(const struct qcow2_image *img)
 {
-	const struct qcow2_header *h = &img->h;
-	u64 clusters = (h->size + h->cluster_size - 1) >> h->cluster_bits;
-	u32 epsb = slice_entry_bits(h);
-	u64 slices = (clusters + (1ULL << epsb) - 1) >> epsb;
-
-	if (slices > (QCOW2_L2C_DEFAULT_MAX_BYTES >> slice_bits(h)))
-		return QCOW2_L2C_DEFAULT_MAX_BYTES;
-	return slices << slice_bits(h);
+	return min_t(u64, qcow2_l2c_cover_bytes(img),
+		     QCOW2_L2C_DEFAULT_MAX_BYTES);
 }
 
 /**
@@ -132,6 +156,11 @@ int qcow2_image_open(struct qcow2_image *img, const struct qcow2_io *io,
 	ret = qcow2_header_check_supported(&img->h, flags, err);
 	if (ret)
 		return ret;
+	if (opts && opts->snapshot) {
+		ret = image_use_snapshot(img, opts->snapshot, flags, err);
+		if (ret)
+			return ret;
+	}
 	ret = image_load_l1(img, err);
 	if (ret)
 		return ret;

@@ -20,9 +20,31 @@
 #include "qcow2.h"
 
 /**
+ * qcow2_l2c_cover_bytes() - bytes of L2 slices that map the whole disk
+ * @img: image with its header decoded
+ *
+ * More cache than this can never be used, so no request may allocate more.
+ *
+ * Context: any.
+ * Return: bytes, a multiple of the slice size.
+ */
+u64 qcow2_l2c_cover_bytes(const struct qcow2_image *img)
+{
+	const struct qcow2_header *h = &img->h;
+	u32 slice_bits = min_t(u32, h->cluster_bits, QCOW2_L2C_MAX_SLICE_BITS);
+	u32 epsb = slice_bits - (h->extended_l2 ? 4 : 3);
+	/* size <= 2^61: neither sum overflows. */
+	u64 clusters = (h->size + h->cluster_size - 1) >> h->cluster_bits;
+	u64 slices = (clusters + (1ULL << epsb) - 1) >> epsb;
+
+	return slices << slice_bits;
+}
+
+/**
  * qcow2_l2c_slices_for() - slices a cache of @bytes holds for @img
  * @img: image whose cache geometry (slice size) applies
- * @bytes: requested bytes, clamped to QCOW2_L2C_MAX_BYTES
+ * @bytes: requested bytes, clamped to what maps the whole disk and to
+ *         QCOW2_L2C_MAX_BYTES
  *
  * Context: any.
  * Return: slice count, rounded up, at least QCOW2_L2C_MIN_SLICES.
@@ -32,6 +54,7 @@ u32 qcow2_l2c_slices_for(const struct qcow2_image *img, u64 bytes)
 	u32 slice_bytes = img->l2c.slot_bytes;
 	u32 nr;
 
+	bytes = min_t(u64, bytes, qcow2_l2c_cover_bytes(img));
 	/* Clamped below 2^31: a 32-bit division is enough. */
 	if (bytes > QCOW2_L2C_MAX_BYTES)
 		bytes = QCOW2_L2C_MAX_BYTES;
