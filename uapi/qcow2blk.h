@@ -39,7 +39,10 @@
 
 enum qcow2blk_nl_cmd {
 	QCOW2BLK_CMD_UNSPEC,
-	/* FD, [FLAGS], [L2_CACHE_BYTES], [INDEX] -> device attributes */
+	/*
+	 * FD, [FLAGS], [L2_CACHE_BYTES], [MAP_CACHE_BYTES], [INDEX],
+	 * [DATA_FD], [SNAPSHOT], [BACKING] -> device attributes
+	 */
 	QCOW2BLK_CMD_ATTACH,
 	/* INDEX */
 	QCOW2BLK_CMD_DETACH,
@@ -73,11 +76,46 @@ enum qcow2blk_nl_attr {
 	QCOW2BLK_ATTR_STATE,		/* u64: QCOW2BLK_S_* */
 	QCOW2BLK_ATTR_VERSION,		/* u32: QCOW2BLK_GENL_VERSION */
 	QCOW2BLK_ATTR_FEATURES,		/* u64: QCOW2BLK_F_* accepted */
+	QCOW2BLK_ATTR_DATA_FD,		/* u32: top image's external data file */
+	QCOW2BLK_ATTR_SNAPSHOT,		/* string: internal snapshot ID or name */
+	QCOW2BLK_ATTR_MAP_CACHE_BYTES,	/* u64: chain mapping cache */
+	/*
+	 * Request: the layers below the top image, nested QCOW2BLK_ATTR_LAYER
+	 * elements from the top's backing file down to the base, each with
+	 * LAYER_ATTR_FD, LAYER_ATTR_FORMAT and optionally LAYER_ATTR_DATA_FD.
+	 */
+	QCOW2BLK_ATTR_BACKING,
+	/*
+	 * Reply: every layer, top first, nested QCOW2BLK_ATTR_LAYER elements
+	 * with LAYER_ATTR_PATH, LAYER_ATTR_FORMAT, [LAYER_ATTR_DATA_PATH].
+	 */
+	QCOW2BLK_ATTR_CHAIN,
+	QCOW2BLK_ATTR_LAYER,		/* nested: one layer, see above */
 
 	__QCOW2BLK_ATTR_MAX,
 };
 
 #define QCOW2BLK_ATTR_MAX (__QCOW2BLK_ATTR_MAX - 1)
+
+/* Inside a QCOW2BLK_ATTR_LAYER element. */
+enum qcow2blk_nl_layer_attr {
+	QCOW2BLK_LAYER_ATTR_UNSPEC,
+	QCOW2BLK_LAYER_ATTR_FD,		/* u32: the layer's image file */
+	QCOW2BLK_LAYER_ATTR_FORMAT,	/* u32: QCOW2BLK_FMT_* */
+	QCOW2BLK_LAYER_ATTR_DATA_FD,	/* u32: its external data file */
+	QCOW2BLK_LAYER_ATTR_PATH,	/* string, reply: image file path */
+	QCOW2BLK_LAYER_ATTR_DATA_PATH,	/* string, reply: data file path */
+
+	__QCOW2BLK_LAYER_ATTR_MAX,
+};
+
+#define QCOW2BLK_LAYER_ATTR_MAX (__QCOW2BLK_LAYER_ATTR_MAX - 1)
+
+#define QCOW2BLK_FMT_QCOW2		0
+#define QCOW2BLK_FMT_RAW		1
+
+/* Deepest chain accepted, top image included. */
+#define QCOW2BLK_MAX_LAYERS		1000
 
 /* ioctl on /dev/qcowN */
 struct qcow2blk_info {
