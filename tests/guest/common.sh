@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0
+# shellcheck shell=bash
 #
 # Helpers for the guest tests, sourced by every tests/guest/test_*.sh.
 #

@@ -159,6 +159,6 @@ fi
 dmesg >"$results/dmesg"
 umount "$QB_SCRATCH" 2>/dev/null
 echo "== guest: $npass passed, $nfail failed, $nskip skipped"
-echo done >"$results/done"
+echo "done" >"$results/done"
 sync
 [ "$nfail" -eq 0 ]
