@@ -166,7 +166,12 @@ compare() {
 
 	size=$(stat -L -c %s "$2") || return 2
 	if [ "$size" -gt "$QB_FULL_COMPARE_BYTES" ]; then
-		python3 "$(dirname "${BASH_SOURCE[0]}")/sparsecmp.py" "$1" "$2"
+		# run-guest.sh saves the map on the host: 9p has no SEEK_DATA.
+		local map=()
+
+		[ -f "$2.map" ] && map=(--map "$2.map")
+		python3 "$(dirname "${BASH_SOURCE[0]}")/sparsecmp.py" \
+			"${map[@]}" "$1" "$2"
 	elif [ -n "$QB_RAWCMP" ]; then
 		"$QB_RAWCMP" "$1" "$2"
 	else

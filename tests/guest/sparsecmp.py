@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""sparsecmp.py [-n SAMPLES] TARGET REFERENCE
+"""sparsecmp.py [-n SAMPLES] [--map MAP] TARGET REFERENCE
+sparsecmp.py --save-map REFERENCE
 
 Compare a large block device with a sparse raw reference without reading
-all of it: every data extent of the reference (found with SEEK_DATA and
-SEEK_HOLE) is compared in full; holes are checked to read as zeros at both
-ends and at SAMPLES blocks spread over them by a fixed-seed generator.
+all of it: every data extent of the reference is compared in full; holes
+are checked to read as zeros at both ends and at SAMPLES blocks spread over
+them by a fixed-seed generator.
 
 Under TCG a guest reads zeros at a few hundred MB/s, so checking every byte
 of a 64 GiB sparse image would take longer than the whole suite may.
+
+The extents come from SEEK_DATA/SEEK_HOLE on the reference, or from MAP.
+9p, which shares the host's files with the guest, has no SEEK_DATA (a file
+is all data to it), so the host saves the map next to the reference with
+--save-map (REFERENCE.map: "size N", then "start end" per data extent) and
+the guest reads that.
 
 Exit status: 0 identical where checked, 1 different, 2 usage or I/O error.
 """
@@ -39,6 +46,38 @@ def extents(fd, size):
         off = hole
 
 
+def save_map(ref):
+    fd = os.open(ref, os.O_RDONLY)
+    size = os.fstat(fd).st_size
+    with open(ref + ".map", "w") as f:
+        f.write("size %d\n" % size)
+        for start, end, is_data in extents(fd, size):
+            if is_data:
+                f.write("%d %d\n" % (start, end))
+    return 0
+
+
+def load_map(path, size):
+    """Extents as extents() yields them, from a --save-map file."""
+    with open(path) as f:
+        lines = f.read().split("\n")
+    if lines[0] != "size %d" % size:
+        sys.exit("sparsecmp: %s is for another file (%s)" % (path, lines[0]))
+    off = 0
+    for line in lines[1:]:
+        if not line:
+            continue
+        start, end = map(int, line.split())
+        if start < off or end <= start or end > size:
+            sys.exit("sparsecmp: %s: bad extent %s" % (path, line))
+        if start > off:
+            yield off, start, False
+        yield start, end, True
+        off = end
+    if off < size:
+        yield off, size, False
+
+
 def pread_full(fd, length, off, name):
     buf = os.pread(fd, length, off)
     if len(buf) != length:
@@ -54,8 +93,11 @@ def differ(off, got, want, tname, rname):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--save-map":
+        return save_map(sys.argv[2])
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=256, dest="samples")
+    ap.add_argument("--map")
     ap.add_argument("target")
     ap.add_argument("reference")
     a = ap.parse_args()
@@ -69,7 +111,10 @@ def main():
               (a.target, a.reference, tsize, rsize))
         return 1
 
-    ext = list(extents(rfd, rsize))
+    if a.map:
+        ext = list(load_map(a.map, rsize))
+    else:
+        ext = list(extents(rfd, rsize))
     hole_bytes = sum(e - s for s, e, d in ext if not d)
     rng = random.Random(20261121)
     data_bytes = probed = 0
