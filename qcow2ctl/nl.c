@@ -57,7 +57,26 @@ static struct nla_policy qctl_policy[QCOW2BLK_ATTR_MAX + 1] = {
 	[QCOW2BLK_ATTR_STATE]		= { .type = NLA_U64 },
 	[QCOW2BLK_ATTR_VERSION]		= { .type = NLA_U32 },
 	[QCOW2BLK_ATTR_FEATURES]	= { .type = NLA_U64 },
+	[QCOW2BLK_ATTR_DATA_FD]		= { .type = NLA_U32 },
+	[QCOW2BLK_ATTR_SNAPSHOT]	= { .type = NLA_STRING },
+	[QCOW2BLK_ATTR_MAP_CACHE_BYTES]	= { .type = NLA_U64 },
+	[QCOW2BLK_ATTR_CHAIN]		= { .type = NLA_NESTED },
 };
+
+static struct nla_policy qctl_layer_policy[QCOW2BLK_LAYER_ATTR_MAX + 1] = {
+	[QCOW2BLK_LAYER_ATTR_FD]	= { .type = NLA_U32 },
+	[QCOW2BLK_LAYER_ATTR_FORMAT]	= { .type = NLA_U32 },
+	[QCOW2BLK_LAYER_ATTR_DATA_FD]	= { .type = NLA_U32 },
+	[QCOW2BLK_LAYER_ATTR_PATH]	= { .type = NLA_STRING },
+	[QCOW2BLK_LAYER_ATTR_DATA_PATH]	= { .type = NLA_STRING },
+};
+
+/*
+ * Request room: the fixed attributes, the snapshot name, and per backing
+ * layer one nest with three u32 attributes, with slack for headers.
+ */
+#define QCTL_MSG_BASE_BYTES	1024
+#define QCTL_MSG_LAYER_BYTES	64
 
 /* libnl reports its own NLE_* codes; callers of this library want errno. */
 static int qctl_nlerr_to_errno(int nlerr)
@@ -189,11 +208,82 @@ static int qctl_on_valid(struct nl_msg *msg, void *arg)
 	return NL_OK;
 }
 
-static void qctl_dev_parse(struct qctl_dev *dev, struct nlattr **tb)
+void qctl_dev_release(struct qctl_dev *dev)
+{
+	unsigned int i;
+
+	for (i = 0; i < dev->nr_chain; i++) {
+		free(dev->chain[i].path);
+		free(dev->chain[i].data_path);
+	}
+	free(dev->chain);
+	dev->chain = NULL;
+	dev->nr_chain = 0;
+}
+
+void qctl_devs_free(struct qctl_dev *devs, size_t nr)
+{
+	size_t i;
+
+	for (i = 0; i < nr; i++)
+		qctl_dev_release(&devs[i]);
+	free(devs);
+}
+
+static char *qctl_nla_strdup(struct nlattr *nla)
+{
+	char *s = malloc(nla_len(nla) + 1);
+
+	if (s)
+		nla_strlcpy(s, nla, nla_len(nla) + 1);
+	return s;
+}
+
+/* CHAIN: nested LAYER elements, top first; every layer has a path. */
+static int qctl_chain_parse(struct qctl_dev *dev, struct nlattr *chain)
+{
+	struct nlattr *tb[QCOW2BLK_LAYER_ATTR_MAX + 1];
+	struct qctl_dev_layer *l;
+	struct nlattr *elem;
+	unsigned int nr = 0;
+	int rem;
+
+	nla_for_each_nested(elem, chain, rem)
+		nr++;
+	if (!nr)
+		return 0;
+	dev->chain = calloc(nr, sizeof(*dev->chain));
+	if (!dev->chain)
+		return -ENOMEM;
+	nla_for_each_nested(elem, chain, rem) {
+		if (nla_type(elem) != QCOW2BLK_ATTR_LAYER ||
+		    nla_parse_nested(tb, QCOW2BLK_LAYER_ATTR_MAX, elem,
+				     qctl_layer_policy) < 0 ||
+		    !tb[QCOW2BLK_LAYER_ATTR_PATH])
+			return -EPROTO;
+		l = &dev->chain[dev->nr_chain++];
+		l->path = qctl_nla_strdup(tb[QCOW2BLK_LAYER_ATTR_PATH]);
+		if (!l->path)
+			return -ENOMEM;
+		if (tb[QCOW2BLK_LAYER_ATTR_FORMAT]) {
+			l->has_format = true;
+			l->format = nla_get_u32(tb[QCOW2BLK_LAYER_ATTR_FORMAT]);
+		}
+		if (tb[QCOW2BLK_LAYER_ATTR_DATA_PATH]) {
+			l->data_path =
+				qctl_nla_strdup(tb[QCOW2BLK_LAYER_ATTR_DATA_PATH]);
+			if (!l->data_path)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* Fill a zeroed @dev; on error the caller releases it. */
+static int qctl_dev_parse(struct qctl_dev *dev, struct nlattr **tb)
 {
 	int i;
 
-	memset(dev, 0, sizeof(*dev));
 	for (i = 1; i <= QCOW2BLK_ATTR_MAX; i++)
 		if (tb[i])
 			dev->present |= 1ULL << i;
@@ -219,6 +309,12 @@ static void qctl_dev_parse(struct qctl_dev *dev, struct nlattr **tb)
 	if (tb[QCOW2BLK_ATTR_L2_CACHE_BYTES])
 		dev->l2_cache_bytes =
 			nla_get_u64(tb[QCOW2BLK_ATTR_L2_CACHE_BYTES]);
+	if (tb[QCOW2BLK_ATTR_SNAPSHOT])
+		nla_strlcpy(dev->snapshot, tb[QCOW2BLK_ATTR_SNAPSHOT],
+			    sizeof(dev->snapshot));
+	if (tb[QCOW2BLK_ATTR_CHAIN])
+		return qctl_chain_parse(dev, tb[QCOW2BLK_ATTR_CHAIN]);
+	return 0;
 }
 
 /* A device without its index is useless to every caller. */
@@ -226,14 +322,17 @@ static int qctl_on_dev(struct qctl_req *req, struct nlattr **tb)
 {
 	if (!tb[QCOW2BLK_ATTR_INDEX])
 		return -EPROTO;
-	if (req->dev)
-		qctl_dev_parse(req->dev, tb);
-	return 0;
+	if (!req->dev)
+		return 0;
+	/* One reply is expected; a second one replaces the first. */
+	qctl_dev_release(req->dev);
+	memset(req->dev, 0, sizeof(*req->dev));
+	return qctl_dev_parse(req->dev, tb);
 }
 
 static int qctl_on_dump_dev(struct qctl_req *req, struct nlattr **tb)
 {
-	struct qctl_dev *devs;
+	struct qctl_dev *devs, *dev;
 	size_t cap;
 
 	if (!tb[QCOW2BLK_ATTR_INDEX])
@@ -246,8 +345,9 @@ static int qctl_on_dump_dev(struct qctl_req *req, struct nlattr **tb)
 		req->devs = devs;
 		req->cap_devs = cap;
 	}
-	qctl_dev_parse(&req->devs[req->nr_devs++], tb);
-	return 0;
+	dev = &req->devs[req->nr_devs++];
+	memset(dev, 0, sizeof(*dev));
+	return qctl_dev_parse(dev, tb);
 }
 
 static int qctl_on_features(struct qctl_req *req, struct nlattr **tb)
@@ -259,11 +359,12 @@ static int qctl_on_features(struct qctl_req *req, struct nlattr **tb)
 	return 0;
 }
 
-static struct nl_msg *qctl_msg_new(struct qctl_nl *nl, __u8 cmd, int flags)
+static struct nl_msg *qctl_msg_new(struct qctl_nl *nl, __u8 cmd, int flags,
+				   size_t bytes)
 {
 	struct nl_msg *msg;
 
-	msg = nlmsg_alloc();
+	msg = nlmsg_alloc_size(bytes);
 	if (!msg)
 		return NULL;
 	if (!genlmsg_put(msg, NL_AUTO_PORT, NL_AUTO_SEQ, nl->family, 0, flags,
@@ -329,7 +430,7 @@ static int qctl_nl_run_dev(struct qctl_nl *nl, struct nl_msg *msg,
 {
 	int ret;
 
-	req->dev->present = 0;
+	memset(req->dev, 0, sizeof(*req->dev));
 	ret = qctl_nl_run(nl, msg, req, false);
 	if (!ret && !req->dev->present)
 		ret = -EPROTO;
@@ -361,6 +462,8 @@ int qctl_nl_open(struct qctl_nl **nlp)
 	 * Ask for the kernel's reasons and not for a copy of our request.
 	 * Kernels without extended ack still work, with bare errnos.
 	 */
+	/* A long chain makes a reply larger than libnl's default buffer. */
+	nl_socket_enable_msg_peek(nl->sk);
 	fd = nl_socket_get_fd(nl->sk);
 	setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
 	setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
@@ -394,29 +497,81 @@ const char *qctl_nl_errmsg(const struct qctl_nl *nl)
 	return nl->errmsg;
 }
 
-int qctl_nl_attach(struct qctl_nl *nl, const struct qctl_attach_req *areq,
-		   struct qctl_dev *dev)
+/* BACKING: one LAYER nest per layer below the top. */
+static int qctl_put_backing(struct nl_msg *msg,
+			    const struct qctl_attach_req *areq)
 {
-	struct qctl_req req = { .on_msg = qctl_on_dev, .dev = dev };
-	struct nl_msg *msg;
+	const struct qctl_attach_layer *l;
+	struct nlattr *backing, *layer;
+	unsigned int i;
 
-	if (areq->fd < 0)
-		return -EBADF;
-	msg = qctl_msg_new(nl, QCOW2BLK_CMD_ATTACH, 0);
-	if (!msg)
-		return -ENOMEM;
+	backing = nla_nest_start(msg, QCOW2BLK_ATTR_BACKING);
+	if (!backing)
+		return -EMSGSIZE;
+	for (i = 0; i < areq->nr_backing; i++) {
+		l = &areq->backing[i];
+		layer = nla_nest_start(msg, QCOW2BLK_ATTR_LAYER);
+		if (!layer ||
+		    nla_put_u32(msg, QCOW2BLK_LAYER_ATTR_FD, l->fd) < 0 ||
+		    nla_put_u32(msg, QCOW2BLK_LAYER_ATTR_FORMAT,
+				l->format) < 0 ||
+		    (l->data_fd >= 0 &&
+		     nla_put_u32(msg, QCOW2BLK_LAYER_ATTR_DATA_FD,
+				 l->data_fd) < 0))
+			return -EMSGSIZE;
+		nla_nest_end(msg, layer);
+	}
+	nla_nest_end(msg, backing);
+	return 0;
+}
+
+static int qctl_put_attach(struct nl_msg *msg,
+			   const struct qctl_attach_req *areq)
+{
 	if (nla_put_u32(msg, QCOW2BLK_ATTR_FD, areq->fd) < 0 ||
 	    nla_put_u64(msg, QCOW2BLK_ATTR_FLAGS, areq->flags) < 0 ||
 	    (areq->has_l2_cache &&
 	     nla_put_u64(msg, QCOW2BLK_ATTR_L2_CACHE_BYTES,
 			 areq->l2_cache_bytes) < 0) ||
+	    (areq->has_map_cache &&
+	     nla_put_u64(msg, QCOW2BLK_ATTR_MAP_CACHE_BYTES,
+			 areq->map_cache_bytes) < 0) ||
 	    (areq->has_index &&
-	     nla_put_u32(msg, QCOW2BLK_ATTR_INDEX, areq->index) < 0)) {
-		nlmsg_free(msg);
+	     nla_put_u32(msg, QCOW2BLK_ATTR_INDEX, areq->index) < 0) ||
+	    (areq->data_fd >= 0 &&
+	     nla_put_u32(msg, QCOW2BLK_ATTR_DATA_FD, areq->data_fd) < 0) ||
+	    (areq->snapshot &&
+	     nla_put_string(msg, QCOW2BLK_ATTR_SNAPSHOT,
+			    areq->snapshot) < 0))
 		return -EMSGSIZE;
+	return areq->nr_backing ? qctl_put_backing(msg, areq) : 0;
+}
+
+int qctl_nl_attach(struct qctl_nl *nl, const struct qctl_attach_req *areq,
+		   struct qctl_dev *dev)
+{
+	struct qctl_req req = { .on_msg = qctl_on_dev, .dev = dev };
+	struct nl_msg *msg;
+	size_t bytes;
+	int ret;
+
+	memset(dev, 0, sizeof(*dev));
+	if (areq->fd < 0)
+		return -EBADF;
+	if (areq->nr_backing >= QCOW2BLK_MAX_LAYERS)
+		return -E2BIG;
+	bytes = QCTL_MSG_BASE_BYTES +
+		(areq->snapshot ? strlen(areq->snapshot) : 0) +
+		(size_t)areq->nr_backing * QCTL_MSG_LAYER_BYTES;
+	msg = qctl_msg_new(nl, QCOW2BLK_CMD_ATTACH, 0, bytes);
+	if (!msg)
+		return -ENOMEM;
+	ret = qctl_put_attach(msg, areq);
+	if (ret) {
+		nlmsg_free(msg);
+		return ret;
 	}
 	/* The device exists once acked, even if its reply was lost. */
-	dev->present = 0;
 	return qctl_nl_run(nl, msg, &req, false);
 }
 
@@ -425,7 +580,8 @@ int qctl_nl_detach(struct qctl_nl *nl, __u32 index)
 	struct qctl_req req = { 0 };
 	struct nl_msg *msg;
 
-	msg = qctl_msg_new(nl, QCOW2BLK_CMD_DETACH, 0);
+	msg = qctl_msg_new(nl, QCOW2BLK_CMD_DETACH, 0,
+			   QCTL_MSG_BASE_BYTES);
 	if (!msg)
 		return -ENOMEM;
 	if (nla_put_u32(msg, QCOW2BLK_ATTR_INDEX, index) < 0) {
@@ -440,7 +596,8 @@ int qctl_nl_get(struct qctl_nl *nl, __u32 index, struct qctl_dev *dev)
 	struct qctl_req req = { .on_msg = qctl_on_dev, .dev = dev };
 	struct nl_msg *msg;
 
-	msg = qctl_msg_new(nl, QCOW2BLK_CMD_GET, 0);
+	memset(dev, 0, sizeof(*dev));
+	msg = qctl_msg_new(nl, QCOW2BLK_CMD_GET, 0, QCTL_MSG_BASE_BYTES);
 	if (!msg)
 		return -ENOMEM;
 	if (nla_put_u32(msg, QCOW2BLK_ATTR_INDEX, index) < 0) {
@@ -456,7 +613,8 @@ int qctl_nl_set_l2_cache(struct qctl_nl *nl, __u32 index, __u64 bytes,
 	struct qctl_req req = { .on_msg = qctl_on_dev, .dev = dev };
 	struct nl_msg *msg;
 
-	msg = qctl_msg_new(nl, QCOW2BLK_CMD_SET, 0);
+	memset(dev, 0, sizeof(*dev));
+	msg = qctl_msg_new(nl, QCOW2BLK_CMD_SET, 0, QCTL_MSG_BASE_BYTES);
 	if (!msg)
 		return -ENOMEM;
 	if (nla_put_u32(msg, QCOW2BLK_ATTR_INDEX, index) < 0 ||
@@ -477,7 +635,8 @@ int qctl_nl_features(struct qctl_nl *nl, __u32 *version, __u64 *features)
 	struct nl_msg *msg;
 	int ret;
 
-	msg = qctl_msg_new(nl, QCOW2BLK_CMD_FEATURES, 0);
+	msg = qctl_msg_new(nl, QCOW2BLK_CMD_FEATURES, 0,
+			   QCTL_MSG_BASE_BYTES);
 	if (!msg)
 		return -ENOMEM;
 	*version = 0;
@@ -495,12 +654,13 @@ int qctl_nl_list(struct qctl_nl *nl, struct qctl_dev **devs, size_t *nr)
 
 	*devs = NULL;
 	*nr = 0;
-	msg = qctl_msg_new(nl, QCOW2BLK_CMD_GET, NLM_F_DUMP);
+	msg = qctl_msg_new(nl, QCOW2BLK_CMD_GET, NLM_F_DUMP,
+			   QCTL_MSG_BASE_BYTES);
 	if (!msg)
 		return -ENOMEM;
 	ret = qctl_nl_run(nl, msg, &req, true);
 	if (ret) {
-		free(req.devs);
+		qctl_devs_free(req.devs, req.nr_devs);
 		return ret;
 	}
 	*devs = req.devs;

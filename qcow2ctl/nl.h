@@ -15,8 +15,17 @@
 #define QCTL_DISK_NAME_BYTES	32
 #define QCTL_PATH_BYTES		4096
 #define QCTL_ERRMSG_BYTES	256
+#define QCTL_SNAPSHOT_BYTES	1024
 
 struct qctl_nl;
+
+/* One layer of an attached device's chain, as the kernel reports it. */
+struct qctl_dev_layer {
+	char *path;			/* image file, malloc()ed */
+	bool has_format;		/* format reported */
+	__u32 format;			/* QCOW2BLK_FMT_* */
+	char *data_path;		/* external data file or NULL */
+};
 
 /* One device, as ATTACH, GET and SET report it. */
 struct qctl_dev {
@@ -30,6 +39,9 @@ struct qctl_dev {
 	__u64 state;			/* QCOW2BLK_S_* */
 	__u64 flags;			/* QCOW2BLK_F_* given at attach */
 	__u64 l2_cache_bytes;		/* bytes */
+	char snapshot[QCTL_SNAPSHOT_BYTES];	/* attached snapshot */
+	struct qctl_dev_layer *chain;	/* every layer, top first; malloc()ed */
+	unsigned int nr_chain;		/* entries in @chain */
 };
 
 /* True when the kernel sent attribute @attr (QCOW2BLK_ATTR_*) for @dev. */
@@ -38,14 +50,37 @@ static inline bool qctl_dev_has(const struct qctl_dev *dev, int attr)
 	return dev->present & (1ULL << attr);
 }
 
+/* A backing layer to attach: open files, the kernel takes refs. */
+struct qctl_attach_layer {
+	int fd;				/* image file */
+	__u32 format;			/* QCOW2BLK_FMT_* */
+	int data_fd;			/* external data file, -1: none */
+};
+
 struct qctl_attach_req {
 	int fd;				/* open image; the kernel takes a ref */
+	int data_fd;			/* its external data file, -1: none */
 	__u64 flags;			/* QCOW2BLK_F_* */
 	bool has_l2_cache;		/* send l2_cache_bytes */
 	__u64 l2_cache_bytes;		/* bytes, 0: minimum */
+	bool has_map_cache;		/* send map_cache_bytes */
+	__u64 map_cache_bytes;		/* bytes */
 	bool has_index;			/* ask for /dev/qcow<index> */
 	__u32 index;
+	const char *snapshot;		/* ID or name, NULL: active layer */
+	/* below the top: its backing file first, the base last */
+	const struct qctl_attach_layer *backing;
+	unsigned int nr_backing;
 };
+
+/**
+ * qctl_dev_release() - free what qctl_nl_*() allocated inside @dev
+ * @dev: a device filled by this library; its chain is emptied
+ */
+void qctl_dev_release(struct qctl_dev *dev);
+
+/** qctl_devs_free() - release @nr devices and free the array @devs */
+void qctl_devs_free(struct qctl_dev *devs, size_t nr);
 
 /**
  * qctl_nl_open() - connect to generic netlink and resolve the family
@@ -77,7 +112,7 @@ const char *qctl_nl_errmsg(const struct qctl_nl *nl);
  * @nl: handle
  * @req: what to attach and how
  * @dev: the new device; @dev->present is 0 if the kernel attached it but
- *       could not describe it
+ *       could not describe it. Release it with qctl_dev_release().
  *
  * Context: process; needs CAP_NET_ADMIN.
  * Return: 0 or the kernel's -errno (see qctl_nl_errmsg() for why).
@@ -99,7 +134,7 @@ int qctl_nl_detach(struct qctl_nl *nl, __u32 index);
  * qctl_nl_get() - describe /dev/qcow<@index>
  * @nl: handle
  * @index: device index
- * @dev: the description
+ * @dev: the description; release it with qctl_dev_release()
  *
  * Context: process; needs CAP_NET_ADMIN.
  * Return: 0, -ENODEV, -EPROTO (acked without a description) or another
@@ -112,7 +147,7 @@ int qctl_nl_get(struct qctl_nl *nl, __u32 index, struct qctl_dev *dev);
  * @nl: handle
  * @index: device index
  * @bytes: new size; the kernel rounds and clamps it
- * @dev: the device after the change
+ * @dev: the device after the change; release it with qctl_dev_release()
  *
  * Context: process; needs CAP_NET_ADMIN.
  * Return: 0, -ENODEV, -ENOMEM, -EPROTO (acked without a description) or
@@ -135,7 +170,8 @@ int qctl_nl_features(struct qctl_nl *nl, __u32 *version, __u64 *features);
 /**
  * qctl_nl_list() - every attached device, in the order the kernel dumps them
  * @nl: handle
- * @devs: array allocated with malloc(), free() it; NULL when @nr is 0
+ * @devs: array allocated with malloc(), free it with qctl_devs_free();
+ *        NULL when @nr is 0
  * @nr: entries in @devs
  *
  * Context: process; needs CAP_NET_ADMIN.

@@ -13,9 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "qcow2blk.h"
+#include "chain.h"
 #include "nl.h"
 #include "precheck.h"
 #include "table.h"
@@ -38,7 +40,15 @@ enum {
 	OPT_INDEX,
 	OPT_SHOW,
 	OPT_RAW,
+	OPT_SNAPSHOT,
+	OPT_DATA_FILE,
+	OPT_MAP_CACHE,
+	OPT_DRY_RUN,
 };
+
+#ifndef QCOW2BLK_SNAPSHOT_NAME_MAX
+#define QCOW2BLK_SNAPSHOT_NAME_MAX	1023
+#endif
 
 /* ---- list columns ------------------------------------------------------ */
 
@@ -51,6 +61,10 @@ enum {
 	COL_RO,
 	COL_DIO,
 	COL_L2CACHE,
+	COL_LAYERS,
+	COL_BACKING,
+	COL_SNAPSHOT,
+	COL_CHAIN,
 };
 
 struct qctl_colinfo {
@@ -72,9 +86,42 @@ static const struct qctl_colinfo qctl_colinfos[] = {
 			    "direct I/O on the image file" },
 	[COL_L2CACHE]	= { { "L2CACHE", QCTL_CELL_NUM },
 			    "L2 table cache size in bytes" },
+	[COL_LAYERS]	= { { "LAYERS", QCTL_CELL_NUM },
+			    "images in the chain, the top included" },
+	[COL_BACKING]	= { { "BACKING", QCTL_CELL_STR },
+			    "backing file of the top image" },
+	[COL_SNAPSHOT]	= { { "SNAPSHOT", QCTL_CELL_STR },
+			    "internal snapshot attached" },
+	[COL_CHAIN]	= { { "CHAIN", QCTL_CELL_JSON },
+			    "every layer, top first (JSON default only)" },
 };
 
 #define QCTL_NR_COLINFOS	ARRAY_SIZE(qctl_colinfos)
+
+/* snapshots columns, as qemu-img snapshot -l prints them */
+enum {
+	SCOL_ID,
+	SCOL_NAME,
+	SCOL_VMSIZE,
+	SCOL_DATE,
+	SCOL_VMCLOCK,
+	SCOL_DISKSIZE,
+};
+
+static const struct qctl_colinfo qctl_snap_colinfos[] = {
+	[SCOL_ID]	= { { "ID", QCTL_CELL_STR }, "snapshot ID" },
+	[SCOL_NAME]	= { { "NAME", QCTL_CELL_STR }, "snapshot name (tag)" },
+	[SCOL_VMSIZE]	= { { "VM-SIZE", QCTL_CELL_NUM },
+			    "saved VM state in bytes" },
+	[SCOL_DATE]	= { { "DATE", QCTL_CELL_STR },
+			    "when it was taken, local time" },
+	[SCOL_VMCLOCK]	= { { "VM-CLOCK", QCTL_CELL_STR },
+			    "guest clock, HH:MM:SS.mmm" },
+	[SCOL_DISKSIZE]	= { { "DISK-SIZE", QCTL_CELL_NUM },
+			    "virtual disk size in bytes" },
+};
+
+#define QCTL_NR_SNAP_COLINFOS	ARRAY_SIZE(qctl_snap_colinfos)
 /* -O may repeat columns; this bounds the list. */
 #define QCTL_MAX_COLS		64
 
@@ -89,6 +136,7 @@ static void qctl_usage(FILE *out)
 	      " " QCTL_PROG " detach <dev>... | -a\n"
 	      " " QCTL_PROG " list [options] [<dev>]\n"
 	      " " QCTL_PROG " set <dev> --l2-cache <size>\n"
+	      " " QCTL_PROG " snapshots [options] <image>\n"
 	      " " QCTL_PROG " features\n"
 	      "\n"
 	      "Attach qcow2 images to /dev/qcowN block devices of the qcow2blk\n"
@@ -97,16 +145,22 @@ static void qctl_usage(FILE *out)
 	      "\n"
 	      "Attach options:\n"
 	      " -r, --read-only         attach read-only\n"
+	      "     --snapshot <id>     attach an internal snapshot (ID or name;\n"
+	      "                           needs --read-only)\n"
+	      "     --data-file <path>  external data file of the image\n"
 	      "     --l2-cache <size>   L2 table cache size (K, M, G suffixes;\n"
 	      "                           0: the minimum)\n"
+	      "     --map-cache <size>  backing chain mapping cache size\n"
 	      "     --buffered          buffered instead of direct I/O on the image\n"
 	      "     --index <N>         attach as /dev/qcow<N>\n"
 	      "     --show              print the device name after attaching\n"
+	      "     --dry-run           open the backing chain, print it, attach\n"
+	      "                           nothing\n"
 	      "\n"
 	      "Detach options:\n"
 	      " -a, --all               detach all devices\n"
 	      "\n"
-	      "List options:\n"
+	      "List and snapshots options:\n"
 	      " -J, --json              use JSON output format\n"
 	      " -n, --noheadings        don't print headings\n"
 	      " -O, --output <list>     comma-separated columns to print\n"
@@ -115,10 +169,14 @@ static void qctl_usage(FILE *out)
 	      " -h, --help              display this help\n"
 	      " -V, --version           display version\n"
 	      "\n"
-	      "Available output columns:\n", out);
+	      "Available list columns:\n", out);
 	for (i = 0; i < QCTL_NR_COLINFOS; i++)
-		fprintf(out, " %8s  %s\n", qctl_colinfos[i].col.name,
+		fprintf(out, " %9s  %s\n", qctl_colinfos[i].col.name,
 			qctl_colinfos[i].help);
+	fputs("\nAvailable snapshots columns:\n", out);
+	for (i = 0; i < QCTL_NR_SNAP_COLINFOS; i++)
+		fprintf(out, " %9s  %s\n", qctl_snap_colinfos[i].col.name,
+			qctl_snap_colinfos[i].help);
 	fputs("\nFor more details see qcow2ctl(8).\n", out);
 }
 
@@ -221,30 +279,109 @@ static bool qctl_precheck_skipped(void)
 	return e && !strcmp(e, "1");
 }
 
+static const char *qctl_format_name(__u32 format)
+{
+	switch (format) {
+	case QCOW2BLK_FMT_QCOW2:
+		return "qcow2";
+	case QCOW2BLK_FMT_RAW:
+		return "raw";
+	default:
+		return "unknown";
+	}
+}
+
+/* QEMU warns when it guesses a format; so do we, once per layer. */
+static void qctl_warn_probed(const struct qctl_chain *c)
+{
+	unsigned int i;
+
+	for (i = 1; i < c->nr; i++)
+		if (c->layers[i].probed)
+			warnx("warning: %s: backing file %s: no format named, probed %s",
+			      qctl_chain_name(c, i - 1), c->layers[i].path,
+			      qctl_format_name(c->layers[i].format));
+}
+
+/* --dry-run: "N FORMAT PATH [DATA-FILE]", one layer a line, top first. */
+static int qctl_print_chain(const struct qctl_chain *c)
+{
+	const struct qctl_layer *l;
+	unsigned int i;
+
+	for (i = 0; i < c->nr; i++) {
+		l = &c->layers[i];
+		printf("%u %s %s%s%s\n", i, qctl_format_name(l->format),
+		       l->path, l->data_path ? " " : "",
+		       l->data_path ? l->data_path : "");
+	}
+	if (fflush(stdout) || ferror(stdout)) {
+		warnx("write error");
+		return -EIO;
+	}
+	return 0;
+}
+
+/* The layers below the top, as the kernel wants them. */
+static struct qctl_attach_layer *qctl_backing_of(const struct qctl_chain *c)
+{
+	struct qctl_attach_layer *b;
+	unsigned int i;
+
+	b = calloc(c->nr, sizeof(*b));
+	if (!b)
+		return NULL;
+	for (i = 1; i < c->nr; i++) {
+		b[i - 1].fd = c->layers[i].fd;
+		b[i - 1].format = c->layers[i].format;
+		b[i - 1].data_fd = c->layers[i].data_fd;
+	}
+	return b;
+}
+
 static int qctl_cmd_attach(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "read-only",	no_argument,		NULL, 'r' },
+		{ "snapshot",	required_argument,	NULL, OPT_SNAPSHOT },
+		{ "data-file",	required_argument,	NULL, OPT_DATA_FILE },
 		{ "l2-cache",	required_argument,	NULL, OPT_L2_CACHE },
+		{ "map-cache",	required_argument,	NULL, OPT_MAP_CACHE },
 		{ "buffered",	no_argument,		NULL, OPT_BUFFERED },
 		{ "index",	required_argument,	NULL, OPT_INDEX },
 		{ "show",	no_argument,		NULL, OPT_SHOW },
+		{ "dry-run",	no_argument,		NULL, OPT_DRY_RUN },
 		{ "help",	no_argument,		NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct qctl_attach_req req = { .fd = -1 };
+	struct qctl_attach_req req = { .fd = -1, .data_fd = -1 };
+	struct qctl_chain_opts copts = { 0 };
+	struct qctl_attach_layer *backing = NULL;
 	struct qctl_nl *nl = NULL;
-	struct qctl_dev dev;
-	char msg[QCTL_ERRMSG_BYTES];
+	struct qctl_chain chain;
+	struct qctl_dev dev = { 0 };
+	char msg[QCTL_CHAIN_MSG_BYTES];
 	char path[QCTL_DISK_NAME_BYTES + 8];
 	const char *image;
-	bool show = false;
+	bool show = false, dry_run = false;
 	int c, ret;
 
 	while ((c = getopt_long(argc, argv, ":rh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			req.flags |= QCOW2BLK_F_READ_ONLY;
+			break;
+		case OPT_SNAPSHOT:
+			if (!*optarg ||
+			    strlen(optarg) > QCOW2BLK_SNAPSHOT_NAME_MAX) {
+				warnx("--snapshot: invalid snapshot ID or name: '%s'",
+				      optarg);
+				return EXIT_FAILURE;
+			}
+			req.snapshot = optarg;
+			break;
+		case OPT_DATA_FILE:
+			copts.data_file = optarg;
 			break;
 		case OPT_L2_CACHE:
 			if (qctl_get_size("--l2-cache", optarg,
@@ -257,6 +394,15 @@ static int qctl_cmd_attach(int argc, char **argv)
 			if (!req.l2_cache_bytes)
 				req.l2_cache_bytes = 1;
 			req.has_l2_cache = true;
+			break;
+		case OPT_MAP_CACHE:
+			if (qctl_get_size("--map-cache", optarg,
+					  &req.map_cache_bytes))
+				return EXIT_FAILURE;
+			/* As for the L2 cache: 0 would mean "default". */
+			if (!req.map_cache_bytes)
+				req.map_cache_bytes = 1;
+			req.has_map_cache = true;
 			break;
 		case OPT_BUFFERED:
 			req.flags |= QCOW2BLK_F_BUFFERED_IO;
@@ -271,6 +417,9 @@ static int qctl_cmd_attach(int argc, char **argv)
 		case OPT_SHOW:
 			show = true;
 			break;
+		case OPT_DRY_RUN:
+			dry_run = true;
+			break;
 		case 'h':
 			return qctl_help();
 		default:
@@ -282,31 +431,46 @@ static int qctl_cmd_attach(int argc, char **argv)
 		      "attach: only one image at a time");
 		return qctl_try_help();
 	}
+	if (req.snapshot && !(req.flags & QCOW2BLK_F_READ_ONLY)) {
+		warnx("attach: --snapshot needs --read-only");
+		return qctl_try_help();
+	}
 	image = argv[optind];
 
-	/* The kernel never opens paths: it serves the file we hand it. */
-	req.fd = open(image, (req.flags & QCOW2BLK_F_READ_ONLY ?
-			      O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (req.fd < 0) {
-		warn("%s: open failed", image);
-		return EXIT_FAILURE;
+	/*
+	 * The kernel never opens paths: it serves the files we hand it, the
+	 * top image and everything it depends on, found here as QEMU would.
+	 */
+	copts.writable = !(req.flags & QCOW2BLK_F_READ_ONLY);
+	copts.snapshot = req.snapshot;
+	copts.no_check = qctl_precheck_skipped();
+	ret = qctl_chain_open(&chain, image, &copts, msg, sizeof(msg));
+	if (ret) {
+		warnx("%s", msg[0] ? msg : strerror(-ret));
+		goto out_chain;
+	}
+	qctl_warn_probed(&chain);
+	if (dry_run) {
+		ret = qctl_print_chain(&chain);
+		goto out_chain;
 	}
 
-	if (!qctl_precheck_skipped()) {
-		ret = qctl_precheck(req.fd,
-				    !(req.flags & QCOW2BLK_F_READ_ONLY),
-				    msg, sizeof(msg));
-		if (ret && msg[0])
-			warnx("%s: %s", image, msg);
-		else if (ret)
-			warnx("%s: read failed: %s", image, strerror(-ret));
-		if (ret)
-			goto out_close;
+	req.fd = chain.layers[0].fd;
+	req.data_fd = chain.layers[0].data_fd;
+	if (chain.nr > 1) {
+		backing = qctl_backing_of(&chain);
+		if (!backing) {
+			ret = -ENOMEM;
+			warnx("%s", strerror(ENOMEM));
+			goto out_chain;
+		}
+		req.backing = backing;
+		req.nr_backing = chain.nr - 1;
 	}
 
 	ret = qctl_connect(&nl);
 	if (ret)
-		goto out_close;
+		goto out_backing;
 	ret = qctl_nl_attach(nl, &req, &dev);
 	if (ret) {
 		warnx("%s: attach failed: %s", image, qctl_reason(nl, ret));
@@ -322,9 +486,12 @@ static int qctl_cmd_attach(int argc, char **argv)
 	}
 
 out_nl:
+	qctl_dev_release(&dev);
 	qctl_nl_close(nl);
-out_close:
-	close(req.fd);
+out_backing:
+	free(backing);
+out_chain:
+	qctl_chain_close(&chain);
 	return ret ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
@@ -356,7 +523,7 @@ static int qctl_detach_all(struct qctl_nl *nl)
 		if (qctl_detach_one(nl, devs[i].index, name))
 			failed = -EIO;
 	}
-	free(devs);
+	qctl_devs_free(devs, nr);
 	return failed;
 }
 
@@ -424,7 +591,8 @@ static int qctl_cmd_detach(int argc, char **argv)
 /* ---- list -------------------------------------------------------------- */
 
 /* "NAME,SIZE" into column ids; returns how many, or -1 after a message. */
-static int qctl_parse_columns(const char *list, int *ids, int max)
+static int qctl_parse_columns(const char *list, int *ids, int max,
+			      const struct qctl_colinfo *infos, size_t nr_infos)
 {
 	char *copy, *tok, *save;
 	int nr = 0;
@@ -437,10 +605,10 @@ static int qctl_parse_columns(const char *list, int *ids, int max)
 	}
 	for (tok = strtok_r(copy, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
-		for (i = 0; i < QCTL_NR_COLINFOS; i++)
-			if (!strcasecmp(tok, qctl_colinfos[i].col.name))
+		for (i = 0; i < nr_infos; i++)
+			if (!strcasecmp(tok, infos[i].col.name))
 				break;
-		if (i == QCTL_NR_COLINFOS) {
+		if (i == nr_infos) {
 			warnx("unknown column: %s", tok);
 			goto err;
 		}
@@ -459,9 +627,66 @@ err:
 	return -1;
 }
 
+/*
+ * CHAIN: [{"path": ..., "format": ..., "data-file": ...}, ...] for JSON,
+ * the layer paths separated by commas for tables.
+ */
+static int qctl_set_chain(struct qctl_table *t, int col,
+			  const struct qctl_dev *dev)
+{
+	char *json = NULL, *text = NULL;
+	size_t json_len = 0, text_len = 0;
+	const struct qctl_dev_layer *l;
+	FILE *jf, *tf;
+	unsigned int i;
+	int ret = -ENOMEM;
+
+	jf = open_memstream(&json, &json_len);
+	tf = open_memstream(&text, &text_len);
+	if (!jf || !tf)
+		goto out;
+	fputc('[', jf);
+	for (i = 0; i < dev->nr_chain; i++) {
+		l = &dev->chain[i];
+		fputs(i ? ", {\"path\": " : "{\"path\": ", jf);
+		qctl_json_put_string(jf, l->path);
+		fputs(", \"format\": ", jf);
+		if (l->has_format)
+			qctl_json_put_string(jf, qctl_format_name(l->format));
+		else
+			fputs("null", jf);
+		fputs(", \"data-file\": ", jf);
+		if (l->data_path)
+			qctl_json_put_string(jf, l->data_path);
+		else
+			fputs("null", jf);
+		fputc('}', jf);
+		fprintf(tf, "%s%s", i ? "," : "", l->path);
+	}
+	fputc(']', jf);
+	/* Closing flushes the buffers; both must close either way. */
+	ret = fclose(jf);
+	ret |= fclose(tf);
+	if (!ret)
+		ret = qctl_table_set_json(t, col, json, text);
+	else
+		ret = -ENOMEM;
+	goto out_free;
+out:
+	if (jf)
+		fclose(jf);
+	if (tf)
+		fclose(tf);
+out_free:
+	free(json);
+	free(text);
+	return ret;
+}
+
 static int qctl_fill_row(struct qctl_table *t, const struct qctl_dev *dev,
 			 const int *ids, int nr_ids)
 {
+	bool has_chain = qctl_dev_has(dev, QCOW2BLK_ATTR_CHAIN);
 	bool has_state = qctl_dev_has(dev, QCOW2BLK_ATTR_STATE);
 	char name[QCTL_DISK_NAME_BYTES + 8];
 	int i, ret;
@@ -507,6 +732,25 @@ static int qctl_fill_row(struct qctl_table *t, const struct qctl_dev *dev,
 			if (qctl_dev_has(dev, QCOW2BLK_ATTR_L2_CACHE_BYTES))
 				ret = qctl_table_set_num(t, i,
 							 dev->l2_cache_bytes);
+			break;
+		case COL_LAYERS:
+			if (has_chain)
+				ret = qctl_table_set_num(t, i, dev->nr_chain);
+			break;
+		case COL_BACKING:
+			if (has_chain && dev->nr_chain > 1)
+				ret = qctl_table_set_str(t, i,
+							 dev->chain[1].path);
+			else if (has_chain)
+				ret = qctl_table_set_str(t, i, "");
+			break;
+		case COL_SNAPSHOT:
+			if (qctl_dev_has(dev, QCOW2BLK_ATTR_SNAPSHOT))
+				ret = qctl_table_set_str(t, i, dev->snapshot);
+			break;
+		case COL_CHAIN:
+			if (has_chain)
+				ret = qctl_set_chain(t, i, dev);
 			break;
 		}
 	}
@@ -571,7 +815,9 @@ static int qctl_cmd_list(int argc, char **argv)
 			break;
 		case 'O':
 			nr_ids = qctl_parse_columns(optarg, ids,
-						    QCTL_MAX_COLS);
+						    QCTL_MAX_COLS,
+						    qctl_colinfos,
+						    QCTL_NR_COLINFOS);
 			if (nr_ids < 0)
 				return EXIT_FAILURE;
 			break;
@@ -592,10 +838,12 @@ static int qctl_cmd_list(int argc, char **argv)
 		mode = QCTL_TABLE_JSON;
 	else if (raw)
 		mode = QCTL_TABLE_RAW;
+	/* The whole chain is JSON's: in a table it would drown the rest. */
 	if (nr_ids < 0) {
-		nr_ids = QCTL_NR_COLINFOS;
-		for (i = 0; i < nr_ids; i++)
-			ids[i] = i;
+		nr_ids = 0;
+		for (i = 0; i < (int)QCTL_NR_COLINFOS; i++)
+			if (json || i != COL_CHAIN)
+				ids[nr_ids++] = i;
 	}
 	if (argc - optind > 1) {
 		warnx("list: only one device at a time");
@@ -615,6 +863,7 @@ static int qctl_cmd_list(int argc, char **argv)
 		else
 			ret = qctl_print_devs(&one, 1, ids, nr_ids, mode,
 					      headings);
+		qctl_dev_release(&one);
 	} else {
 		ret = qctl_nl_list(nl, &devs, &nr);
 		if (ret)
@@ -622,7 +871,7 @@ static int qctl_cmd_list(int argc, char **argv)
 		else
 			ret = qctl_print_devs(devs, nr, ids, nr_ids, mode,
 					      headings);
-		free(devs);
+		qctl_devs_free(devs, nr);
 	}
 	qctl_nl_close(nl);
 	return ret ? EXIT_FAILURE : EXIT_SUCCESS;
@@ -676,7 +925,156 @@ static int qctl_cmd_set(int argc, char **argv)
 	ret = qctl_nl_set_l2_cache(nl, index, l2_cache_bytes, &dev);
 	if (ret)
 		warnx("%s: set failed: %s", name, qctl_reason(nl, ret));
+	qctl_dev_release(&dev);
 	qctl_nl_close(nl);
+	return ret ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* ---- snapshots -------------------------------------------------------- */
+
+struct qctl_snap_rows {
+	struct qctl_table *t;
+	const int *ids;
+	int nr_ids;
+};
+
+static int qctl_snap_row(void *arg, const struct qctl_snapshot *s)
+{
+	struct qctl_snap_rows *r = arg;
+	__u64 secs = s->vm_clock_nsec / 1000000000ULL;
+	time_t date = s->date_sec;
+	char buf[64];
+	struct tm tm;
+	int i, ret;
+
+	ret = qctl_table_add_row(r->t);
+	for (i = 0; i < r->nr_ids && !ret; i++) {
+		switch (r->ids[i]) {
+		case SCOL_ID:
+			ret = qctl_table_set_str(r->t, i, s->id);
+			break;
+		case SCOL_NAME:
+			ret = qctl_table_set_str(r->t, i, s->name);
+			break;
+		case SCOL_VMSIZE:
+			ret = qctl_table_set_num(r->t, i, s->vm_state_size);
+			break;
+		case SCOL_DATE:
+			/* Local time, as qemu-img snapshot -l shows it. */
+			if (!localtime_r(&date, &tm) ||
+			    !strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S",
+				      &tm))
+				snprintf(buf, sizeof(buf), "%u", s->date_sec);
+			ret = qctl_table_set_str(r->t, i, buf);
+			break;
+		case SCOL_VMCLOCK:
+			snprintf(buf, sizeof(buf), "%02llu:%02llu:%02llu.%03llu",
+				 secs / 3600, secs / 60 % 60, secs % 60,
+				 s->vm_clock_nsec / 1000000 % 1000);
+			ret = qctl_table_set_str(r->t, i, buf);
+			break;
+		case SCOL_DISKSIZE:
+			ret = qctl_table_set_num(r->t, i, s->disk_size);
+			break;
+		}
+	}
+	return ret;
+}
+
+static int qctl_cmd_snapshots(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json",	no_argument,		NULL, 'J' },
+		{ "noheadings",	no_argument,		NULL, 'n' },
+		{ "output",	required_argument,	NULL, 'O' },
+		{ "raw",	no_argument,		NULL, OPT_RAW },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	enum qctl_table_mode mode = QCTL_TABLE_PRETTY;
+	struct qctl_column cols[QCTL_MAX_COLS];
+	struct qctl_snap_rows rows = { 0 };
+	char msg[QCTL_ERRMSG_BYTES];
+	int ids[QCTL_MAX_COLS];
+	bool json = false, raw = false;
+	bool headings = true;
+	const char *image;
+	int nr_ids = -1;
+	int c, i, fd, ret;
+
+	while ((c = getopt_long(argc, argv, ":JnO:h", longopts,
+				NULL)) != -1) {
+		switch (c) {
+		case 'J':
+			json = true;
+			break;
+		case 'n':
+			headings = false;
+			break;
+		case 'O':
+			nr_ids = qctl_parse_columns(optarg, ids,
+						    QCTL_MAX_COLS,
+						    qctl_snap_colinfos,
+						    QCTL_NR_SNAP_COLINFOS);
+			if (nr_ids < 0)
+				return EXIT_FAILURE;
+			break;
+		case OPT_RAW:
+			raw = true;
+			break;
+		case 'h':
+			return qctl_help();
+		default:
+			return qctl_bad_option(argv, c);
+		}
+	}
+	if (json && raw) {
+		warnx("--json and --raw are mutually exclusive");
+		return qctl_try_help();
+	}
+	if (optind != argc - 1) {
+		warnx(optind == argc ? "snapshots: no image specified" :
+		      "snapshots: only one image at a time");
+		return qctl_try_help();
+	}
+	image = argv[optind];
+	if (json)
+		mode = QCTL_TABLE_JSON;
+	else if (raw)
+		mode = QCTL_TABLE_RAW;
+	if (nr_ids < 0) {
+		nr_ids = QCTL_NR_SNAP_COLINFOS;
+		for (i = 0; i < nr_ids; i++)
+			ids[i] = i;
+	}
+	for (i = 0; i < nr_ids; i++)
+		cols[i] = qctl_snap_colinfos[ids[i]].col;
+
+	fd = open(image, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		warn("%s: open failed", image);
+		return EXIT_FAILURE;
+	}
+	rows.t = qctl_table_new("snapshots", cols, nr_ids);
+	rows.ids = ids;
+	rows.nr_ids = nr_ids;
+	if (!rows.t) {
+		ret = -ENOMEM;
+		warnx("%s", strerror(ENOMEM));
+		goto out_close;
+	}
+	ret = qctl_snapshot_walk(fd, qctl_snap_row, &rows, msg, sizeof(msg));
+	if (ret) {
+		warnx("%s: %s", image, msg[0] ? msg : strerror(-ret));
+		goto out_free;
+	}
+	ret = qctl_table_print(rows.t, stdout, mode, headings);
+	if (ret)
+		warnx("cannot print the list: %s", strerror(-ret));
+out_free:
+	qctl_table_free(rows.t);
+out_close:
+	close(fd);
 	return ret ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
@@ -747,6 +1145,7 @@ static const struct {
 	{ "detach",	qctl_cmd_detach },
 	{ "list",	qctl_cmd_list },
 	{ "set",	qctl_cmd_set },
+	{ "snapshots",	qctl_cmd_snapshots },
 	{ "features",	qctl_cmd_features },
 };
 

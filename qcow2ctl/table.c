@@ -18,6 +18,7 @@ struct qctl_table {
 	const struct qctl_column *cols;
 	size_t nr_cols;
 	char **cells;		/* nr_rows * nr_cols, NULL when absent */
+	char **json;		/* same shape: QCTL_CELL_JSON values */
 	size_t nr_rows;
 	size_t cap_rows;
 };
@@ -45,15 +46,18 @@ void qctl_table_free(struct qctl_table *t)
 
 	if (!t)
 		return;
-	for (i = 0; i < t->nr_rows * t->nr_cols; i++)
+	for (i = 0; i < t->nr_rows * t->nr_cols; i++) {
 		free(t->cells[i]);
+		free(t->json[i]);
+	}
 	free(t->cells);
+	free(t->json);
 	free(t);
 }
 
 int qctl_table_add_row(struct qctl_table *t)
 {
-	char **cells;
+	char **cells, **json;
 	size_t cap;
 
 	if (t->nr_rows == t->cap_rows) {
@@ -62,10 +66,16 @@ int qctl_table_add_row(struct qctl_table *t)
 		if (!cells)
 			return -ENOMEM;
 		t->cells = cells;
+		json = realloc(t->json, cap * t->nr_cols * sizeof(*json));
+		if (!json)
+			return -ENOMEM;
+		t->json = json;
 		t->cap_rows = cap;
 	}
 	memset(&t->cells[t->nr_rows * t->nr_cols], 0,
 	       t->nr_cols * sizeof(*t->cells));
+	memset(&t->json[t->nr_rows * t->nr_cols], 0,
+	       t->nr_cols * sizeof(*t->json));
 	t->nr_rows++;
 	return 0;
 }
@@ -105,6 +115,25 @@ int qctl_table_set_bool(struct qctl_table *t, size_t col, bool v)
 	return qctl_table_set(t, col, QCTL_CELL_BOOL, v ? "1" : "0");
 }
 
+int qctl_table_set_json(struct qctl_table *t, size_t col, const char *json,
+			const char *text)
+{
+	char **cell;
+	char *copy;
+	int ret;
+
+	ret = qctl_table_set(t, col, QCTL_CELL_JSON, text);
+	if (ret)
+		return ret;
+	copy = strdup(json);
+	if (!copy)
+		return -ENOMEM;
+	cell = &t->json[(t->nr_rows - 1) * t->nr_cols + col];
+	free(*cell);
+	*cell = copy;
+	return 0;
+}
+
 static bool qctl_needs_escape(unsigned char c, bool raw)
 {
 	if (c < 0x20 || c == 0x7f)
@@ -133,7 +162,7 @@ static char *qctl_escape(const char *s, bool raw)
 	return out;
 }
 
-static void qctl_json_string(FILE *out, const char *s)
+void qctl_json_put_string(FILE *out, const char *s)
 {
 	const unsigned char *p;
 
@@ -178,7 +207,7 @@ static void qctl_table_print_json(const struct qctl_table *t, FILE *out)
 	size_t r, c;
 
 	fputs("{\n   ", out);
-	qctl_json_string(out, t->json_name);
+	qctl_json_put_string(out, t->json_name);
 	fputs(": [", out);
 	for (r = 0; r < t->nr_rows; r++) {
 		fputs(r ? ",\n      {\n" : "\n      {\n", out);
@@ -188,13 +217,16 @@ static void qctl_table_print_json(const struct qctl_table *t, FILE *out)
 			qctl_json_key(out, t->cols[c].name);
 			if (!cell)
 				fputs("null", out);
+			else if (t->cols[c].type == QCTL_CELL_JSON)
+				fputs(t->json[r * t->nr_cols + c] ?: "null",
+				      out);
 			else if (t->cols[c].type == QCTL_CELL_NUM)
 				fputs(cell, out);
 			else if (t->cols[c].type == QCTL_CELL_BOOL)
 				fputs(strcmp(cell, "0") ? "true" : "false",
 				      out);
 			else
-				qctl_json_string(out, cell);
+				qctl_json_put_string(out, cell);
 			fputs(c + 1 < t->nr_cols ? ",\n" : "\n", out);
 		}
 		fputs("      }", out);
@@ -220,7 +252,8 @@ static void qctl_print_line(const struct qctl_table *t, FILE *out,
 	for (c = 0; c < n; c++) {
 		if (c)
 			fputc(' ', out);
-		if (t->cols[c].type != QCTL_CELL_STR)
+		if (t->cols[c].type == QCTL_CELL_NUM ||
+		    t->cols[c].type == QCTL_CELL_BOOL)
 			fprintf(out, "%*s", width[c], text[c]);
 		else if (c + 1 == n)
 			fputs(text[c], out);

@@ -16,6 +16,7 @@ enum qctl_cell_type {
 	QCTL_CELL_STR,		/* JSON string */
 	QCTL_CELL_NUM,		/* JSON number, right-aligned in tables */
 	QCTL_CELL_BOOL,		/* "1"/"0" in tables, true/false in JSON */
+	QCTL_CELL_JSON,		/* text in tables, a JSON value in JSON */
 };
 
 enum qctl_table_mode {
@@ -62,6 +63,25 @@ int qctl_table_add_row(struct qctl_table *t);
 int qctl_table_set_str(struct qctl_table *t, size_t col, const char *s);
 int qctl_table_set_num(struct qctl_table *t, size_t col, __u64 v);
 int qctl_table_set_bool(struct qctl_table *t, size_t col, bool v);
+
+/**
+ * qctl_table_set_json() - set a QCTL_CELL_JSON cell of the last row
+ * @t: table
+ * @col: column
+ * @json: a complete JSON value (array, object ...), printed as it is
+ * @text: what pretty and raw tables print instead
+ *
+ * Return: 0, -ENOMEM or -EINVAL.
+ */
+int qctl_table_set_json(struct qctl_table *t, size_t col, const char *json,
+			const char *text);
+
+/**
+ * qctl_json_put_string() - write @s as a JSON string, quoted and escaped
+ * @out: stream
+ * @s: NUL-terminated bytes
+ */
+void qctl_json_put_string(FILE *out, const char *s);
 
 /**
  * qctl_table_print() - write the table to @out

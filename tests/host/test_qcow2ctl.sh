@@ -101,8 +101,7 @@ expect list-column 1 '^qcow2ctl: unknown column: foo$' -- list -O name,foo
 expect list-json-raw 1 'mutually exclusive' -- list -J --raw
 expect set-nothing 1 'nothing to set' -- set qcow0
 
-expect pre-backing 1 '^qcow2ctl: child.qcow2: .*backing file' \
-	-- attach -r child.qcow2
+expect pre-backing-ok 0 '' -- attach -r --dry-run child.qcow2
 expect pre-luks 1 '^qcow2ctl: luks.qcow2: .*encrypted' -- attach -r luks.qcow2
 expect pre-magic 1 '^qcow2ctl: magic.qcow2: not a qcow2 image' \
 	-- attach -r magic.qcow2
