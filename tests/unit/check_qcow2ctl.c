@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Check tests of qcow2ctl's column table (pretty, raw and JSON output) and
- * of its argument parsing (sizes, device names). Built and run by
- * "make -C qcow2ctl check".
+ * Check tests of qcow2ctl's column table (pretty, raw and JSON output), of
+ * its argument parsing (sizes, device names) and of the pure parts of the
+ * chain resolver (QEMU's path rules, format probing, files that are no
+ * images). Built and run by "make -C qcow2ctl check".
  */
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "chain.h"
 #include "table.h"
 #include "util.h"
 
@@ -237,6 +241,148 @@ START_TEST(test_parse_dev)
 	ck_assert_int_eq(qctl_parse_dev("/nonexistent/x", &index), -EINVAL);
 }
 
+START_TEST(test_table_json_cell)
+{
+	static const struct qctl_column jcols[] = {
+		{ "NAME", QCTL_CELL_STR },
+		{ "CHAIN", QCTL_CELL_JSON },
+	};
+	struct qctl_table *t = qctl_table_new("qcowdevices", jcols, 2);
+	char *s;
+
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_eq(qctl_table_add_row(t), 0);
+	ck_assert_int_eq(qctl_table_set_str(t, 0, "/dev/qcow0"), 0);
+	ck_assert_int_eq(qctl_table_set_json(t, 1, "[{\"path\": \"/a\"}]",
+					     "/a"), 0);
+	ck_assert_int_eq(qctl_table_set_str(t, 1, "x"), -EINVAL);
+	s = render(t, QCTL_TABLE_JSON, true);
+	ck_assert_str_eq(s,
+		"{\n   \"qcowdevices\": [\n      {\n"
+		"         \"name\": \"/dev/qcow0\",\n"
+		"         \"chain\": [{\"path\": \"/a\"}]\n"
+		"      }\n   ]\n}\n");
+	free(s);
+	s = render(t, QCTL_TABLE_RAW, false);
+	ck_assert_str_eq(s, "/dev/qcow0 /a\n");
+	free(s);
+	qctl_table_free(t);
+}
+
+START_TEST(test_path_has_protocol)
+{
+	ck_assert(qctl_path_has_protocol("nbd:localhost:10809"));
+	ck_assert(qctl_path_has_protocol("json:{\"driver\": \"raw\"}"));
+	ck_assert(qctl_path_has_protocol("file:/srv/base.qcow2"));
+	ck_assert(qctl_path_has_protocol("nbd+unix:///x?socket=/s"));
+	ck_assert(!qctl_path_has_protocol("base.qcow2"));
+	ck_assert(!qctl_path_has_protocol("/srv/a:b.qcow2"));
+	ck_assert(!qctl_path_has_protocol("./a:b.qcow2"));
+	ck_assert(!qctl_path_has_protocol("dir/a:b.qcow2"));
+	ck_assert(!qctl_path_has_protocol(""));
+}
+
+START_TEST(test_path_combine)
+{
+	static const struct {
+		const char *base, *name, *want;
+	} cases[] = {
+		{ "d/top.qcow2", "base.qcow2", "d/base.qcow2" },
+		{ "top.qcow2", "base.qcow2", "base.qcow2" },
+		{ "/srv/vm/top.qcow2", "../b/base.raw", "/srv/vm/../b/base.raw" },
+		{ "/srv/vm/top.qcow2", "/abs/base.qcow2", "/abs/base.qcow2" },
+		{ "/top.qcow2", "base.qcow2", "/base.qcow2" },
+		{ "d//top.qcow2", "sub/base", "d//sub/base" },
+		{ "a/b/c/mid.qcow2", "x/y.qcow2", "a/b/c/x/y.qcow2" },
+	};
+	size_t i;
+	char *p;
+
+	for (i = 0; i < ARRAY_SIZE(cases); i++) {
+		p = qctl_path_combine(cases[i].base, cases[i].name);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_str_eq(p, cases[i].want);
+		free(p);
+	}
+}
+
+START_TEST(test_path_absolute)
+{
+	char *old = getcwd(NULL, 0);
+	char *p;
+
+	ck_assert_ptr_nonnull(old);
+	ck_assert_int_eq(chdir("/"), 0);
+	p = qctl_path_absolute("base.qcow2");
+	ck_assert_str_eq(p, "/base.qcow2");
+	free(p);
+	ck_assert_int_eq(chdir("/tmp"), 0);
+	p = qctl_path_absolute("d/base.qcow2");
+	ck_assert_str_eq(p, "/tmp/d/base.qcow2");
+	free(p);
+	p = qctl_path_absolute("/srv/x");
+	ck_assert_str_eq(p, "/srv/x");
+	free(p);
+	ck_assert_int_eq(chdir(old), 0);
+	free(old);
+}
+
+START_TEST(test_format_probe)
+{
+	unsigned char buf[512];
+
+	memset(buf, 0, sizeof(buf));
+	ck_assert_str_eq(qctl_format_probe(buf, sizeof(buf)), "raw");
+	memcpy(buf, "QFI\xfb\0\0\0\3", 8);
+	ck_assert_str_eq(qctl_format_probe(buf, sizeof(buf)), "qcow2");
+	memcpy(buf, "QFI\xfb\0\0\0\2", 8);
+	ck_assert_str_eq(qctl_format_probe(buf, sizeof(buf)), "qcow2");
+	memcpy(buf, "QFI\xfb\0\0\0\1", 8);
+	ck_assert_str_eq(qctl_format_probe(buf, sizeof(buf)), "qcow");
+	/* Too short to hold a version: not qcow2 */
+	ck_assert_str_eq(qctl_format_probe(buf, 4), "raw");
+	memcpy(buf, "QED\0", 4);
+	ck_assert_str_eq(qctl_format_probe(buf, sizeof(buf)), "qed");
+	memcpy(buf, "KDMV", 4);
+	ck_assert_str_eq(qctl_format_probe(buf, sizeof(buf)), "vmdk");
+	memcpy(buf, "vhdxfile", 8);
+	ck_assert_str_eq(qctl_format_probe(buf, sizeof(buf)), "vhdx");
+	memset(buf, 0, sizeof(buf));
+	memcpy(buf + 64, "\x7f\x10\xda\xbe", 4);
+	ck_assert_str_eq(qctl_format_probe(buf, sizeof(buf)), "vdi");
+	ck_assert_str_eq(qctl_format_probe(buf, 64), "raw");
+}
+
+/* Files that are no image are refused before anything is decoded. */
+START_TEST(test_chain_not_a_file)
+{
+	char dir[] = "/tmp/check_qcow2ctl.XXXXXX";
+	char fifo[64], msg[QCTL_CHAIN_MSG_BYTES];
+	struct qctl_chain c;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+
+	ck_assert_int_eq(qctl_chain_open(&c, fifo, NULL, msg, sizeof(msg)),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(msg,
+				     "open failed: not a regular file or block device"));
+	qctl_chain_close(&c);
+	ck_assert_int_eq(qctl_chain_open(&c, dir, NULL, msg, sizeof(msg)),
+			 -EISDIR);
+	qctl_chain_close(&c);
+	ck_assert_int_eq(qctl_chain_open(&c, "/nonexistent/top.qcow2", NULL,
+					 msg, sizeof(msg)), -ENOENT);
+	ck_assert_str_eq(msg,
+		"/nonexistent/top.qcow2: open failed: No such file or directory");
+	qctl_chain_close(&c);
+	qctl_chain_close(&c);
+
+	unlink(fifo);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	Suite *s = suite_create("qcow2ctl");
@@ -251,10 +397,18 @@ int main(void)
 	tcase_add_test(tc, test_table_escape_control);
 	tcase_add_test(tc, test_table_misuse);
 	tcase_add_test(tc, test_table_many_rows);
+	tcase_add_test(tc, test_table_json_cell);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("args");
 	tcase_add_test(tc, test_parse_size);
 	tcase_add_test(tc, test_parse_dev);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("chain");
+	tcase_add_test(tc, test_path_has_protocol);
+	tcase_add_test(tc, test_path_combine);
+	tcase_add_test(tc, test_path_absolute);
+	tcase_add_test(tc, test_format_probe);
+	tcase_add_test(tc, test_chain_not_a_file);
 	suite_add_tcase(s, tc);
 
 	sr = srunner_create(s);
