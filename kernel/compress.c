@@ -99,16 +99,16 @@ static int qcow2blk_unzstd(struct qcow2blk_zws *ws, const void *src,
 	return 0;
 }
 
-static int qcow2blk_decompress(struct qcow2blk_dev *dev, const void *src,
+static int qcow2blk_decompress(const struct qcow2_header *h, const void *src,
 			       size_t src_len, void *dst)
 {
-	size_t dst_len = dev->img.h.cluster_size;
+	size_t dst_len = h->cluster_size;
 	struct qcow2blk_zws *ws;
 	int ret;
 
 	ws = per_cpu_ptr(qcow2blk_zws, raw_smp_processor_id());
 	mutex_lock(&ws->lock);
-	if (dev->img.h.compression_type == QCOW2_COMPRESSION_ZSTD)
+	if (h->compression_type == QCOW2_COMPRESSION_ZSTD)
 		ret = qcow2blk_unzstd(ws, src, src_len, dst, dst_len);
 	else
 		ret = qcow2blk_inflate(ws, src, src_len, dst, dst_len);
@@ -117,7 +117,7 @@ static int qcow2blk_decompress(struct qcow2blk_dev *dev, const void *src,
 }
 
 /* Copy a cached cluster out if present. Returns true on a hit. */
-static bool qcow2blk_zcache_copy(struct qcow2blk_dev *dev,
+static bool qcow2blk_zcache_copy(struct qcow2blk_dev *dev, u32 layer,
 				 const struct qcow2_extent *ext,
 				 struct iov_iter *iter)
 {
@@ -129,7 +129,7 @@ static bool qcow2blk_zcache_copy(struct qcow2blk_dev *dev,
 	if (!zc->entries)
 		goto out;
 	list_for_each_entry(e, &zc->lru, lru) {
-		if (e->comp_off != ext->comp_off)
+		if (e->comp_off != ext->comp_off || e->layer != layer)
 			continue;
 		list_move(&e->lru, &zc->lru);
 		hit = copy_to_iter(e->data + ext->cluster_off, ext->len,
@@ -146,8 +146,8 @@ out:
 }
 
 /* Keep @data (cluster_size bytes) in the cache; returns it if not kept. */
-static void *qcow2blk_zcache_insert(struct qcow2blk_dev *dev, u64 comp_off,
-				    void *data)
+static void *qcow2blk_zcache_insert(struct qcow2blk_dev *dev, u32 layer,
+				    u64 comp_off, void *data)
 {
 	struct qcow2blk_zcache *zc = &dev->zc;
 	struct qcow2blk_zentry *e, *victim;
@@ -155,7 +155,7 @@ static void *qcow2blk_zcache_insert(struct qcow2blk_dev *dev, u64 comp_off,
 
 	spin_lock(&zc->lock);
 	list_for_each_entry(e, &zc->lru, lru) {
-		if (e->comp_off == comp_off) {
+		if (e->comp_off == comp_off && e->layer == layer) {
 			/* Another worker got there first. */
 			spin_unlock(&zc->lock);
 			return data;
@@ -165,6 +165,7 @@ static void *qcow2blk_zcache_insert(struct qcow2blk_dev *dev, u64 comp_off,
 	old = victim->data;
 	victim->data = data;
 	victim->comp_off = comp_off;
+	victim->layer = layer;
 	list_move(&victim->lru, &zc->lru);
 	spin_unlock(&zc->lock);
 	return old;
@@ -201,18 +202,21 @@ static int qcow2blk_zcache_alloc(struct qcow2blk_dev *dev)
 /**
  * qcow2blk_read_compressed() - serve guest bytes from a compressed cluster
  * @dev: device
- * @ext: a QCOW2_EXT_COMPRESSED extent from qcow2_map()
+ * @layer: the layer holding the cluster (compressed data is always in the
+ *         image file, never in an external data file)
+ * @ext: a QCOW2_EXT_COMPRESSED extent from qcow2_chain_map()
  * @iter: destination, advanced by ext->len on success
  *
  * Context: process context (request worker), may sleep.
  * Return: 0, -EUCLEAN (data does not decompress to a full cluster), -EIO or
  * -ENOMEM.
  */
-int qcow2blk_read_compressed(struct qcow2blk_dev *dev,
+int qcow2blk_read_compressed(struct qcow2blk_dev *dev, u32 layer,
 			     const struct qcow2_extent *ext,
 			     struct iov_iter *iter)
 {
-	u32 cluster_size = dev->img.h.cluster_size;
+	const struct qcow2_header *h = &dev->chain.layers[layer].img.h;
+	u32 cluster_size = h->cluster_size;
 	void *src = NULL, *dst = NULL;
 	int ret;
 
@@ -225,7 +229,7 @@ int qcow2blk_read_compressed(struct qcow2blk_dev *dev,
 	ret = qcow2blk_zcache_alloc(dev);
 	if (ret)
 		return ret;
-	if (qcow2blk_zcache_copy(dev, ext, iter))
+	if (qcow2blk_zcache_copy(dev, layer, ext, iter))
 		return 0;
 
 	ret = -ENOMEM;
@@ -234,13 +238,15 @@ int qcow2blk_read_compressed(struct qcow2blk_dev *dev,
 	if (!src || !dst)
 		goto out;
 
-	ret = qcow2blk_meta_pread(dev, src, ext->comp_bytes, ext->comp_off);
+	ret = qcow2blk_meta_pread(&dev->layers[layer], src, ext->comp_bytes,
+				  ext->comp_off);
 	if (ret)
 		goto out;
-	ret = qcow2blk_decompress(dev, src, ext->comp_bytes, dst);
+	ret = qcow2blk_decompress(h, src, ext->comp_bytes, dst);
 	if (ret == -EUCLEAN) {
-		pr_err_ratelimited("qcow2blk: qcow%d: compressed cluster at host offset %llu (%u bytes) does not decompress\n",
-				   dev->index, ext->comp_off, ext->comp_bytes);
+		pr_err_ratelimited("qcow2blk: qcow%d: layer %u: compressed cluster at host offset %llu (%u bytes) does not decompress\n",
+				   dev->index, layer, ext->comp_off,
+				   ext->comp_bytes);
 		goto out;
 	}
 	if (ret)
@@ -250,7 +256,7 @@ int qcow2blk_read_compressed(struct qcow2blk_dev *dev,
 		ret = -EIO;
 		goto out;
 	}
-	dst = qcow2blk_zcache_insert(dev, ext->comp_off, dst);
+	dst = qcow2blk_zcache_insert(dev, layer, ext->comp_off, dst);
 out:
 	kvfree(dst);
 	kvfree(src);
@@ -266,12 +272,19 @@ out:
 void qcow2blk_zcache_init(struct qcow2blk_dev *dev)
 {
 	struct qcow2blk_zcache *zc = &dev->zc;
+	u32 i, largest = 0;
 
+	/* Sized by the largest cluster in the chain, so bytes stay bounded. */
+	for (i = 0; i < dev->chain.nr_layers; i++) {
+		if (dev->chain.layers[i].format == QCOW2_LAYER_QCOW2)
+			largest = max(largest,
+				      dev->chain.layers[i].img.h.cluster_size);
+	}
 	spin_lock_init(&zc->lock);
 	INIT_LIST_HEAD(&zc->lru);
 	zc->entries = NULL;
 	zc->nr_entries = max_t(unsigned int, QCOW2BLK_ZCACHE_MIN_ENTRIES,
-			       QCOW2BLK_ZCACHE_BYTES / dev->img.h.cluster_size);
+			       QCOW2BLK_ZCACHE_BYTES / largest);
 }
 
 /**

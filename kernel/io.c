@@ -69,13 +69,17 @@ static void qcow2blk_aio_done(struct kiocb *iocb, long ret)
 	qcow2blk_cmd_put(cmd);
 }
 
-/* Read one host extent into the next @len bytes of @iter. */
+/* Read one extent of @layer into the next @len bytes of @iter. */
 static void qcow2blk_submit_read(struct qcow2blk_cmd *cmd, struct request *rq,
-				 struct iov_iter *iter, u64 host_off,
-				 size_t len, bool *first)
+				 struct iov_iter *iter,
+				 const struct qcow2blk_layer *layer,
+				 u64 host_off, size_t len, bool *first)
 {
 	struct qcow2blk_dev *dev = cmd->dev;
-	struct file *file = dev->file;
+	/* Guest data lives in the data file when the layer has one. */
+	struct file *file = layer->data_file ?: layer->file;
+	bool direct = layer->data_file ? layer->data_direct_io :
+					 layer->direct_io;
 	struct qcow2blk_aio *aio;
 	struct iov_iter sub;
 	ssize_t ret;
@@ -102,7 +106,7 @@ static void qcow2blk_submit_read(struct qcow2blk_cmd *cmd, struct request *rq,
 	aio->iocb.ki_complete = qcow2blk_aio_done;
 	aio->iocb.ki_ioprio = req_get_ioprio(rq);
 	/* Unaligned tails (odd virtual sizes) go through the page cache. */
-	if (dev->direct_io && IS_ALIGNED(host_off | len, SECTOR_SIZE))
+	if (direct && IS_ALIGNED(host_off | len, SECTOR_SIZE))
 		aio->iocb.ki_flags = IOCB_DIRECT;
 
 	atomic_inc(&cmd->pending);
@@ -160,7 +164,8 @@ static blk_status_t qcow2blk_do_read(struct qcow2blk_cmd *cmd,
 	struct qcow2blk_dev *dev = cmd->dev;
 	u64 pos = (u64)blk_rq_pos(rq) << SECTOR_SHIFT;
 	u64 left = blk_rq_bytes(rq);
-	struct qcow2_extent ext;
+	struct qcow2_chain_extent ce;
+	struct qcow2_extent *ext = &ce.ext;
 	struct iov_iter iter;
 	bool first = true;
 	int ret;
@@ -170,35 +175,37 @@ static blk_status_t qcow2blk_do_read(struct qcow2blk_cmd *cmd,
 		return BLK_STS_RESOURCE;
 
 	while (left) {
-		ret = qcow2_map(&dev->img, pos, left, &ext);
+		ret = qcow2_chain_map(&dev->chain, pos, left, &ce);
 		if (ret)
 			return qcow2blk_map_error(dev, ret);
-		if (WARN_ON_ONCE(!ext.len || ext.len > left))
+		if (WARN_ON_ONCE(!ext->len || ext->len > left ||
+				 ce.layer >= dev->nr_layers))
 			return BLK_STS_IOERR;
 
-		switch (ext.type) {
+		switch (ext->type) {
 		case QCOW2_EXT_DATA:
-			qcow2blk_submit_read(cmd, rq, &iter, ext.host_off,
-					     ext.len, &first);
+			qcow2blk_submit_read(cmd, rq, &iter,
+					     &dev->layers[ce.layer],
+					     ext->host_off, ext->len, &first);
 			break;
 		case QCOW2_EXT_COMPRESSED:
 			atomic64_inc(&dev->stats.compressed_reads);
-			ret = qcow2blk_read_compressed(dev, &ext, &iter);
+			ret = qcow2blk_read_compressed(dev, ce.layer, ext,
+						       &iter);
 			if (ret)
 				return qcow2blk_map_error(dev, ret);
 			break;
 		case QCOW2_EXT_ZERO:
-		case QCOW2_EXT_UNALLOC:
-			/* No backing file yet: unallocated reads as zero. */
-			if (iov_iter_zero(ext.len, &iter) != ext.len)
+			if (iov_iter_zero(ext->len, &iter) != ext->len)
 				return BLK_STS_IOERR;
 			break;
 		default:
+			/* The chain resolves UNALLOC; anything else is a bug. */
 			WARN_ON_ONCE(1);
 			return BLK_STS_IOERR;
 		}
-		pos += ext.len;
-		left -= ext.len;
+		pos += ext->len;
+		left -= ext->len;
 	}
 	return BLK_STS_OK;
 }
@@ -314,7 +321,7 @@ static int qcow2blk_pread_buffered(struct file *file, void *buf, size_t len,
 
 /**
  * qcow2blk_meta_pread() - the engine's metadata reader (struct qcow2_io)
- * @priv: the device
+ * @priv: the layer (struct qcow2blk_layer) whose image file is read
  * @buf: destination
  * @len: bytes
  * @off: offset in the image file
@@ -324,19 +331,19 @@ static int qcow2blk_pread_buffered(struct file *file, void *buf, size_t len,
  */
 int qcow2blk_meta_pread(void *priv, void *buf, size_t len, u64 off)
 {
-	struct qcow2blk_dev *dev = priv;
+	struct qcow2blk_layer *layer = priv;
 	int ret;
 
-	if (dev->direct_io && !is_vmalloc_addr(buf) && len <= PAGE_SIZE &&
+	if (layer->direct_io && !is_vmalloc_addr(buf) && len <= PAGE_SIZE &&
 	    offset_in_page(buf) + len <= PAGE_SIZE &&
 	    IS_ALIGNED((unsigned long)buf | len | off, SECTOR_SIZE))
-		ret = qcow2blk_pread_direct(dev->file, buf, len, off);
+		ret = qcow2blk_pread_direct(layer->file, buf, len, off);
 	else
-		ret = qcow2blk_pread_buffered(dev->file, buf, len, off);
+		ret = qcow2blk_pread_buffered(layer->file, buf, len, off);
 	if (ret) {
-		atomic64_inc(&dev->stats.io_errors);
-		pr_err_ratelimited("qcow2blk: qcow%d: metadata read at %llu failed: %d\n",
-				   dev->index, off, ret);
+		atomic64_inc(&layer->dev->stats.io_errors);
+		pr_err_ratelimited("qcow2blk: qcow%d: layer %u: metadata read at %llu failed: %d\n",
+				   layer->dev->index, layer->index, off, ret);
 		return -EIO;
 	}
 	return 0;

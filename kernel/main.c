@@ -33,13 +33,14 @@ static int qcow2blk_major;
  */
 u64 qcow2blk_dev_state(struct qcow2blk_dev *dev)
 {
+	const struct qcow2_header *h = &qcow2blk_top(dev)->h;
 	u64 state = QCOW2BLK_S_READ_ONLY;
 
-	if (dev->direct_io)
+	if (dev->layers[0].direct_io)
 		state |= QCOW2BLK_S_DIRECT_IO;
-	if (dev->img.h.extended_l2)
+	if (h->extended_l2)
 		state |= QCOW2BLK_S_EXTENDED_L2;
-	if (dev->img.h.compression_type == QCOW2_COMPRESSION_ZSTD)
+	if (h->compression_type == QCOW2_COMPRESSION_ZSTD)
 		state |= QCOW2BLK_S_ZSTD;
 	return state;
 }
@@ -79,10 +80,10 @@ static void qcow2blk_fill_info(struct qcow2blk_dev *dev,
 	info->index = dev->index;
 	info->flags = dev->flags;
 	info->state = qcow2blk_dev_state(dev);
-	info->virtual_size = dev->img.h.size;
-	info->l2_cache_bytes = qcow2_l2c_bytes(&dev->img);
-	info->cluster_size = dev->img.h.cluster_size;
-	info->format_version = dev->img.h.version;
+	info->virtual_size = dev->chain.size;
+	info->l2_cache_bytes = qcow2_l2c_bytes(qcow2blk_top(dev));
+	info->cluster_size = qcow2blk_top(dev)->h.cluster_size;
+	info->format_version = qcow2blk_top(dev)->h.version;
 }
 
 static int qcow2blk_ioctl(struct block_device *bdev, qcow2blk_mode_t mode,
@@ -159,7 +160,7 @@ static int qcow2blk_init_tag_set(struct qcow2blk_dev *dev)
 
 static int qcow2blk_init_disk(struct qcow2blk_dev *dev)
 {
-	u32 cluster_size = dev->img.h.cluster_size;
+	u32 cluster_size = qcow2blk_top(dev)->h.cluster_size;
 	struct qcow2blk_limits lim = {
 		.logical_block_size = SECTOR_SIZE,
 		.physical_block_size = min_t(u32, cluster_size, PAGE_SIZE),
@@ -180,7 +181,7 @@ static int qcow2blk_init_disk(struct qcow2blk_dev *dev)
 	snprintf(disk->disk_name, DISK_NAME_LEN, QCOW2BLK_DISK_PREFIX "%d",
 		 dev->index);
 	/* Guest bytes past the virtual size read as zero up to the sector. */
-	set_capacity(disk, DIV_ROUND_UP_ULL(dev->img.h.size, SECTOR_SIZE));
+	set_capacity(disk, DIV_ROUND_UP_ULL(dev->chain.size, SECTOR_SIZE));
 	set_disk_ro(disk, true);
 	dev->disk = disk;
 	return 0;
@@ -191,10 +192,44 @@ static void qcow2blk_err(struct qcow2_err *err, const char *msg)
 	strscpy(err->msg, msg, sizeof(err->msg));
 }
 
+static int qcow2blk_check_file(struct file *file, u32 layer, bool data,
+			       struct qcow2_err *err)
+{
+	if (!S_ISREG(file_inode(file)->i_mode)) {
+		snprintf(err->msg, sizeof(err->msg),
+			 "layer %u: %s is not a regular file", layer,
+			 data ? "data file" : "image");
+		return -EINVAL;
+	}
+	if (!(file->f_mode & FMODE_READ) || !file->f_op->read_iter) {
+		snprintf(err->msg, sizeof(err->msg),
+			 "layer %u: file not open for reading", layer);
+		return -EBADF;
+	}
+	return 0;
+}
+
+/* Is @inode the image or data file of a layer above @layer? */
+static bool qcow2blk_seen_above(const struct qcow2blk_attach *a, u32 layer,
+				struct inode *inode)
+{
+	u32 i;
+
+	for (i = 0; i < layer; i++) {
+		if (file_inode(a->layers[i].file) == inode ||
+		    (a->layers[i].data_file &&
+		     file_inode(a->layers[i].data_file) == inode))
+			return true;
+	}
+	return false;
+}
+
+/* Refuse what needs no image reading: flags, file types, loops. */
 static int qcow2blk_check_attach(const struct qcow2blk_attach *a,
 				 struct qcow2_err *err)
 {
-	struct inode *inode = file_inode(a->file);
+	u32 i;
+	int ret;
 
 	if (a->flags & ~QCOW2BLK_F_ALL) {
 		qcow2blk_err(err, "unknown attach flags");
@@ -204,24 +239,92 @@ static int qcow2blk_check_attach(const struct qcow2blk_attach *a,
 		qcow2blk_err(err, "writing is not supported yet: attach read-only");
 		return -EOPNOTSUPP;
 	}
-	if (!S_ISREG(inode->i_mode)) {
-		qcow2blk_err(err, "image is not a regular file");
-		return -EINVAL;
-	}
-	if (!(a->file->f_mode & FMODE_READ) || !a->file->f_op->read_iter) {
-		qcow2blk_err(err, "image file is not open for reading");
-		return -EBADF;
-	}
 	if (a->index >= (int)QCOW2BLK_MAX_DEVICES) {
 		qcow2blk_err(err, "device index out of range");
 		return -EINVAL;
 	}
+	if (!a->nr_layers || a->nr_layers > QCOW2BLK_MAX_LAYERS) {
+		qcow2blk_err(err, "too many layers in the backing chain");
+		return -EINVAL;
+	}
+	for (i = 0; i < a->nr_layers; i++) {
+		const struct qcow2blk_attach_layer *l = &a->layers[i];
+		struct inode *inode = file_inode(l->file);
+
+		if (l->format != QCOW2BLK_FMT_QCOW2 &&
+		    l->format != QCOW2BLK_FMT_RAW) {
+			snprintf(err->msg, sizeof(err->msg),
+				 "layer %u: unknown format %u", i, l->format);
+			return -EINVAL;
+		}
+		ret = qcow2blk_check_file(l->file, i, false, err);
+		if (!ret && l->data_file)
+			ret = qcow2blk_check_file(l->data_file, i, true, err);
+		if (ret)
+			return ret;
+		if (qcow2blk_seen_above(a, i, inode) ||
+		    (l->data_file &&
+		     (file_inode(l->data_file) == inode ||
+		      qcow2blk_seen_above(a, i, file_inode(l->data_file))))) {
+			snprintf(err->msg, sizeof(err->msg),
+				 "layer %u: a file appears twice in the chain (a loop)",
+				 i);
+			return -ELOOP;
+		}
+	}
 	return 0;
 }
 
+/* Take file references and describe every layer for the engine. */
+static int qcow2blk_setup_layers(struct qcow2blk_dev *dev,
+				 const struct qcow2blk_attach *a,
+				 struct qcow2_layer_desc *desc)
+{
+	u32 i;
+
+	dev->layers = kcalloc(a->nr_layers, sizeof(*dev->layers), GFP_KERNEL);
+	if (!dev->layers)
+		return -ENOMEM;
+	dev->nr_layers = a->nr_layers;
+	for (i = 0; i < a->nr_layers; i++) {
+		struct qcow2blk_layer *l = &dev->layers[i];
+		bool dio = !(a->flags & QCOW2BLK_F_BUFFERED_IO);
+
+		l->dev = dev;
+		l->index = i;
+		l->file = get_file(a->layers[i].file);
+		l->direct_io = dio && qcow2blk_probe_direct_io(l->file);
+		if (a->layers[i].data_file) {
+			l->data_file = get_file(a->layers[i].data_file);
+			l->data_direct_io = dio &&
+				qcow2blk_probe_direct_io(l->data_file);
+		}
+		desc[i].format = a->layers[i].format == QCOW2BLK_FMT_RAW ?
+				 QCOW2_LAYER_RAW : QCOW2_LAYER_QCOW2;
+		desc[i].io.pread = qcow2blk_meta_pread;
+		desc[i].io.priv = l;
+		desc[i].file_size = i_size_read(file_inode(l->file));
+		desc[i].has_data_file = !!l->data_file;
+	}
+	return 0;
+}
+
+static void qcow2blk_put_layers(struct qcow2blk_dev *dev)
+{
+	u32 i;
+
+	for (i = 0; i < dev->nr_layers; i++) {
+		if (dev->layers[i].data_file)
+			fput(dev->layers[i].data_file);
+		fput(dev->layers[i].file);
+	}
+	kfree(dev->layers);
+	dev->layers = NULL;
+}
+
 /**
- * qcow2blk_dev_attach() - create /dev/qcowN for an image
- * @a: the open image file and attach options
+ * qcow2blk_dev_attach() - create /dev/qcowN for an image or a chain
+ * @a: the open files of every layer and the attach options
  * @err: reason on failure
  *
  * Everything that can be refused is checked before the disk is announced.
@@ -235,9 +338,11 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 	struct qcow2_open_opts opts = {
 		.flags = 0,
 		.l2_cache_bytes = a->l2_cache_bytes,
+		.map_cache_bytes = a->map_cache_bytes,
+		.snapshot = a->snapshot,
 	};
-	struct qcow2_io io = { .pread = qcow2blk_meta_pread };
 	struct xa_limit limit = XA_LIMIT(0, QCOW2BLK_MAX_DEVICES - 1);
+	struct qcow2_layer_desc *desc;
 	struct qcow2blk_dev *dev;
 	u32 index;
 	int ret;
@@ -248,21 +353,28 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 		return ERR_PTR(ret);
 
 	dev = kzalloc(sizeof(*dev), GFP_KERNEL);
-	if (!dev)
-		return ERR_PTR(-ENOMEM);
+	desc = kcalloc(a->nr_layers, sizeof(*desc), GFP_KERNEL);
+	if (!dev || !desc) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
 	mutex_init(&dev->lock);
 	dev->flags = a->flags;
-	dev->file = get_file(a->file);
 	dev->index = -1;
+	if (a->snapshot) {
+		dev->snapshot = kstrdup(a->snapshot, GFP_KERNEL);
+		if (!dev->snapshot) {
+			ret = -ENOMEM;
+			goto out_free;
+		}
+	}
 
-	if (!(a->flags & QCOW2BLK_F_BUFFERED_IO))
-		dev->direct_io = qcow2blk_probe_direct_io(dev->file);
-
-	io.priv = dev;
-	ret = qcow2_image_open(&dev->img, &io,
-			       i_size_read(file_inode(dev->file)), &opts, err);
+	ret = qcow2blk_setup_layers(dev, a, desc);
 	if (ret)
-		goto out_put_file;
+		goto out_put_layers;
+	ret = qcow2_chain_open(&dev->chain, desc, a->nr_layers, &opts, err);
+	if (ret)
+		goto out_put_layers;
 	qcow2blk_zcache_init(dev);
 
 	if (a->index >= 0) {
@@ -276,7 +388,7 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 			qcow2blk_err(err, "no free device index");
 	}
 	if (ret)
-		goto out_close_image;
+		goto out_close_chain;
 	dev->index = index;
 
 	dev->wq = alloc_workqueue("qcow2blk%d", WQ_MEM_RECLAIM | WQ_UNBOUND,
@@ -299,10 +411,12 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 		goto out_put_disk;
 
 	__module_get(THIS_MODULE);
-	pr_info("qcow2blk: %s: attached %pD (qcow2 v%u, %llu bytes, %u-byte clusters, %s I/O)\n",
-		dev->disk->disk_name, dev->file, dev->img.h.version,
-		dev->img.h.size, dev->img.h.cluster_size,
-		dev->direct_io ? "direct" : "buffered");
+	kfree(desc);
+	pr_info("qcow2blk: %s: attached %pD (qcow2 v%u, %llu bytes, %u-byte clusters, %u layer(s), %s I/O)\n",
+		dev->disk->disk_name, dev->layers[0].file,
+		qcow2blk_top(dev)->h.version, dev->chain.size,
+		qcow2blk_top(dev)->h.cluster_size, dev->nr_layers,
+		dev->layers[0].direct_io ? "direct" : "buffered");
 	return dev;
 
 out_put_disk:
@@ -313,13 +427,18 @@ out_destroy_wq:
 	destroy_workqueue(dev->wq);
 out_erase:
 	xa_erase(&qcow2blk_devs, dev->index);
-out_close_image:
+out_close_chain:
 	qcow2blk_zcache_free(dev);
-	qcow2_image_close(&dev->img);
-out_put_file:
-	fput(dev->file);
-	mutex_destroy(&dev->lock);
+	qcow2_chain_close(&dev->chain);
+out_put_layers:
+	qcow2blk_put_layers(dev);
+out_free:
+	if (dev) {
+		kfree(dev->snapshot);
+		mutex_destroy(&dev->lock);
+	}
 	kfree(dev);
+	kfree(desc);
 	return ERR_PTR(ret);
 }
 
@@ -331,8 +450,9 @@ static void qcow2blk_dev_destroy(struct qcow2blk_dev *dev)
 	blk_mq_free_tag_set(&dev->tag_set);
 	destroy_workqueue(dev->wq);
 	qcow2blk_zcache_free(dev);
-	qcow2_image_close(&dev->img);
-	fput(dev->file);
+	qcow2_chain_close(&dev->chain);
+	qcow2blk_put_layers(dev);
+	kfree(dev->snapshot);
 	mutex_destroy(&dev->lock);
 	kfree(dev);
 	module_put(THIS_MODULE);

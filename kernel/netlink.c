@@ -14,6 +14,15 @@
 
 #include "qcow2blk_priv.h"
 
+static const struct nla_policy
+qcow2blk_nl_layer_policy[QCOW2BLK_LAYER_ATTR_MAX + 1] = {
+	[QCOW2BLK_LAYER_ATTR_FD]	= { .type = NLA_U32 },
+	[QCOW2BLK_LAYER_ATTR_FORMAT]	= NLA_POLICY_MAX(NLA_U32, QCOW2BLK_FMT_RAW),
+	[QCOW2BLK_LAYER_ATTR_DATA_FD]	= { .type = NLA_U32 },
+	[QCOW2BLK_LAYER_ATTR_PATH]	= { .type = NLA_REJECT },
+	[QCOW2BLK_LAYER_ATTR_DATA_PATH]	= { .type = NLA_REJECT },
+};
+
 static const struct nla_policy qcow2blk_nl_policy[QCOW2BLK_ATTR_MAX + 1] = {
 	[QCOW2BLK_ATTR_INDEX]		= { .type = NLA_U32 },
 	[QCOW2BLK_ATTR_FD]		= { .type = NLA_U32 },
@@ -28,6 +37,14 @@ static const struct nla_policy qcow2blk_nl_policy[QCOW2BLK_ATTR_MAX + 1] = {
 	[QCOW2BLK_ATTR_STATE]		= { .type = NLA_REJECT },
 	[QCOW2BLK_ATTR_VERSION]		= { .type = NLA_REJECT },
 	[QCOW2BLK_ATTR_FEATURES]	= { .type = NLA_REJECT },
+	[QCOW2BLK_ATTR_DATA_FD]		= { .type = NLA_U32 },
+	[QCOW2BLK_ATTR_SNAPSHOT]	= { .type = NLA_NUL_STRING,
+					    .len = QCOW2BLK_SNAPSHOT_NAME_MAX },
+	[QCOW2BLK_ATTR_MAP_CACHE_BYTES]	= { .type = NLA_U64 },
+	[QCOW2BLK_ATTR_BACKING]		=
+		NLA_POLICY_NESTED_ARRAY(qcow2blk_nl_layer_policy),
+	[QCOW2BLK_ATTR_CHAIN]		= { .type = NLA_REJECT },
+	[QCOW2BLK_ATTR_LAYER]		= { .type = NLA_REJECT },
 };
 
 static struct genl_family qcow2blk_genl_family;
@@ -36,7 +53,8 @@ enum {
 	QCOW2BLK_MCGRP_EVENTS,
 };
 
-static int qcow2blk_nl_put_path(struct sk_buff *skb, struct file *file)
+static int qcow2blk_nl_put_path(struct sk_buff *skb, int attr,
+				struct file *file)
 {
 	char *buf, *path;
 	int ret;
@@ -45,12 +63,38 @@ static int qcow2blk_nl_put_path(struct sk_buff *skb, struct file *file)
 	if (!buf)
 		return -ENOMEM;
 	path = file_path(file, buf, PATH_MAX);
-	if (IS_ERR(path))
-		ret = nla_put_string(skb, QCOW2BLK_ATTR_IMAGE_PATH, "");
-	else
-		ret = nla_put_string(skb, QCOW2BLK_ATTR_IMAGE_PATH, path);
+	ret = nla_put_string(skb, attr, IS_ERR(path) ? "" : path);
 	kfree(buf);
 	return ret;
+}
+
+/* CHAIN: every layer, top first. */
+static int qcow2blk_nl_put_chain(struct sk_buff *skb, struct qcow2blk_dev *dev)
+{
+	struct nlattr *chain, *layer;
+	u32 i;
+
+	chain = nla_nest_start(skb, QCOW2BLK_ATTR_CHAIN);
+	if (!chain)
+		return -EMSGSIZE;
+	for (i = 0; i < dev->nr_layers; i++) {
+		struct qcow2blk_layer *l = &dev->layers[i];
+		u32 fmt = dev->chain.layers[i].format == QCOW2_LAYER_RAW ?
+			  QCOW2BLK_FMT_RAW : QCOW2BLK_FMT_QCOW2;
+
+		layer = nla_nest_start(skb, QCOW2BLK_ATTR_LAYER);
+		if (!layer ||
+		    qcow2blk_nl_put_path(skb, QCOW2BLK_LAYER_ATTR_PATH,
+					 l->file) ||
+		    nla_put_u32(skb, QCOW2BLK_LAYER_ATTR_FORMAT, fmt) ||
+		    (l->data_file &&
+		     qcow2blk_nl_put_path(skb, QCOW2BLK_LAYER_ATTR_DATA_PATH,
+					  l->data_file)))
+			return -EMSGSIZE;
+		nla_nest_end(skb, layer);
+	}
+	nla_nest_end(skb, chain);
+	return 0;
 }
 
 static int qcow2blk_nl_fill(struct sk_buff *skb, struct qcow2blk_dev *dev,
@@ -64,18 +108,24 @@ static int qcow2blk_nl_fill(struct sk_buff *skb, struct qcow2blk_dev *dev,
 	if (nla_put_u32(skb, QCOW2BLK_ATTR_INDEX, dev->index) ||
 	    nla_put_string(skb, QCOW2BLK_ATTR_DISK_NAME,
 			   dev->disk->disk_name) ||
-	    qcow2blk_nl_put_path(skb, dev->file) ||
-	    nla_put_u64_64bit(skb, QCOW2BLK_ATTR_VIRTUAL_SIZE, dev->img.h.size,
+	    qcow2blk_nl_put_path(skb, QCOW2BLK_ATTR_IMAGE_PATH,
+				 dev->layers[0].file) ||
+	    nla_put_u64_64bit(skb, QCOW2BLK_ATTR_VIRTUAL_SIZE, dev->chain.size,
 			      QCOW2BLK_ATTR_PAD) ||
 	    nla_put_u32(skb, QCOW2BLK_ATTR_CLUSTER_SIZE,
-			dev->img.h.cluster_size) ||
-	    nla_put_u32(skb, QCOW2BLK_ATTR_FORMAT_VERSION, dev->img.h.version) ||
+			qcow2blk_top(dev)->h.cluster_size) ||
+	    nla_put_u32(skb, QCOW2BLK_ATTR_FORMAT_VERSION,
+			qcow2blk_top(dev)->h.version) ||
+	    (dev->snapshot &&
+	     nla_put_string(skb, QCOW2BLK_ATTR_SNAPSHOT, dev->snapshot)) ||
+	    qcow2blk_nl_put_chain(skb, dev) ||
 	    nla_put_u64_64bit(skb, QCOW2BLK_ATTR_FLAGS, dev->flags,
 			      QCOW2BLK_ATTR_PAD) ||
 	    nla_put_u64_64bit(skb, QCOW2BLK_ATTR_STATE,
 			      qcow2blk_dev_state(dev), QCOW2BLK_ATTR_PAD) ||
 	    nla_put_u64_64bit(skb, QCOW2BLK_ATTR_L2_CACHE_BYTES,
-			      qcow2_l2c_bytes(&dev->img), QCOW2BLK_ATTR_PAD)) {
+			      qcow2_l2c_bytes(qcow2blk_top(dev)),
+			      QCOW2BLK_ATTR_PAD)) {
 		genlmsg_cancel(skb, hdr);
 		return -EMSGSIZE;
 	}
@@ -146,39 +196,140 @@ static int qcow2blk_nl_get_index(struct genl_info *info, int *index)
 	return 0;
 }
 
-static int qcow2blk_nl_attach(struct sk_buff *skb, struct genl_info *info)
+static void qcow2blk_nl_put_files(struct qcow2blk_attach *a)
 {
-	struct qcow2blk_attach a = { .index = -1 };
-	struct qcow2_err err = { .msg = "" };
-	struct qcow2blk_dev *dev;
+	u32 i;
+
+	for (i = 0; i < a->nr_layers; i++) {
+		if (a->layers[i].file)
+			fput(a->layers[i].file);
+		if (a->layers[i].data_file)
+			fput(a->layers[i].data_file);
+	}
+	kfree(a->layers);
+}
+
+/* Take the caller's file descriptor, or explain why not. */
+static struct file *qcow2blk_nl_fget(struct genl_info *info,
+				     const struct nlattr *attr)
+{
+	struct file *file = fget(nla_get_u32(attr));
+
+	if (!file)
+		NL_SET_ERR_MSG_ATTR(info->extack, attr,
+				    "bad file descriptor");
+	return file;
+}
+
+/* Fill a->layers[1..] from the BACKING array (validated by the policy). */
+static int qcow2blk_nl_get_backing(struct genl_info *info,
+				   struct qcow2blk_attach *a)
+{
+	struct nlattr *tb[QCOW2BLK_LAYER_ATTR_MAX + 1];
+	struct nlattr *backing = info->attrs[QCOW2BLK_ATTR_BACKING];
+	struct nlattr *elem;
+	u32 i = 1;
+	int rem, ret;
+
+	nla_for_each_nested(elem, backing, rem) {
+		struct qcow2blk_attach_layer *l = &a->layers[i];
+		struct nlattr *data_fd;
+
+		ret = nla_parse_nested(tb, QCOW2BLK_LAYER_ATTR_MAX, elem,
+				       qcow2blk_nl_layer_policy, info->extack);
+		if (ret)
+			return ret;
+		if (!tb[QCOW2BLK_LAYER_ATTR_FD]) {
+			NL_SET_ERR_MSG_ATTR(info->extack, elem,
+					    "backing layer without a file descriptor");
+			return -EINVAL;
+		}
+		l->file = qcow2blk_nl_fget(info, tb[QCOW2BLK_LAYER_ATTR_FD]);
+		if (!l->file)
+			return -EBADF;
+		a->nr_layers = ++i;
+		if (tb[QCOW2BLK_LAYER_ATTR_FORMAT])
+			l->format = nla_get_u32(tb[QCOW2BLK_LAYER_ATTR_FORMAT]);
+		data_fd = tb[QCOW2BLK_LAYER_ATTR_DATA_FD];
+		if (data_fd) {
+			l->data_file = qcow2blk_nl_fget(info, data_fd);
+			if (!l->data_file)
+				return -EBADF;
+		}
+	}
+	return 0;
+}
+
+static int qcow2blk_nl_parse_attach(struct genl_info *info,
+				    struct qcow2blk_attach *a)
+{
 	struct nlattr **attrs = info->attrs;
-	int ret;
+	struct nlattr *elem;
+	u32 nr = 1;
+	int rem, ret;
 
 	if (!attrs[QCOW2BLK_ATTR_FD]) {
 		NL_SET_ERR_MSG(info->extack, "image file descriptor missing");
 		return -EINVAL;
 	}
 	if (attrs[QCOW2BLK_ATTR_FLAGS])
-		a.flags = nla_get_u64(attrs[QCOW2BLK_ATTR_FLAGS]);
-	if (a.flags & ~QCOW2BLK_F_ALL) {
+		a->flags = nla_get_u64(attrs[QCOW2BLK_ATTR_FLAGS]);
+	if (a->flags & ~QCOW2BLK_F_ALL) {
 		NL_SET_ERR_MSG_ATTR(info->extack, attrs[QCOW2BLK_ATTR_FLAGS],
 				    "unknown attach flags");
 		return -EINVAL;
 	}
 	if (attrs[QCOW2BLK_ATTR_L2_CACHE_BYTES])
-		a.l2_cache_bytes = nla_get_u64(attrs[QCOW2BLK_ATTR_L2_CACHE_BYTES]);
+		a->l2_cache_bytes =
+			nla_get_u64(attrs[QCOW2BLK_ATTR_L2_CACHE_BYTES]);
+	if (attrs[QCOW2BLK_ATTR_MAP_CACHE_BYTES])
+		a->map_cache_bytes =
+			nla_get_u64(attrs[QCOW2BLK_ATTR_MAP_CACHE_BYTES]);
+	if (attrs[QCOW2BLK_ATTR_SNAPSHOT])
+		a->snapshot = nla_data(attrs[QCOW2BLK_ATTR_SNAPSHOT]);
 	if (attrs[QCOW2BLK_ATTR_INDEX]) {
-		ret = qcow2blk_nl_get_index(info, &a.index);
+		ret = qcow2blk_nl_get_index(info, &a->index);
 		if (ret)
 			return ret;
 	}
-
-	a.file = fget(nla_get_u32(attrs[QCOW2BLK_ATTR_FD]));
-	if (!a.file) {
-		NL_SET_ERR_MSG_ATTR(info->extack, attrs[QCOW2BLK_ATTR_FD],
-				    "bad image file descriptor");
-		return -EBADF;
+	if (attrs[QCOW2BLK_ATTR_BACKING]) {
+		nla_for_each_nested(elem, attrs[QCOW2BLK_ATTR_BACKING], rem)
+			nr++;
 	}
+	if (nr > QCOW2BLK_MAX_LAYERS) {
+		NL_SET_ERR_MSG_ATTR(info->extack, attrs[QCOW2BLK_ATTR_BACKING],
+				    "backing chain too long");
+		return -EINVAL;
+	}
+
+	a->layers = kcalloc(nr, sizeof(*a->layers), GFP_KERNEL);
+	if (!a->layers)
+		return -ENOMEM;
+	a->layers[0].file = qcow2blk_nl_fget(info, attrs[QCOW2BLK_ATTR_FD]);
+	if (!a->layers[0].file)
+		return -EBADF;
+	a->nr_layers = 1;
+	if (attrs[QCOW2BLK_ATTR_DATA_FD]) {
+		a->layers[0].data_file =
+			qcow2blk_nl_fget(info, attrs[QCOW2BLK_ATTR_DATA_FD]);
+		if (!a->layers[0].data_file)
+			return -EBADF;
+	}
+	if (attrs[QCOW2BLK_ATTR_BACKING])
+		return qcow2blk_nl_get_backing(info, a);
+	return 0;
+}
+
+static int qcow2blk_nl_attach(struct sk_buff *skb, struct genl_info *info)
+{
+	struct qcow2blk_attach a = { .index = -1 };
+	struct qcow2_err err = { .msg = "" };
+	struct qcow2blk_dev *dev;
+	int ret;
+
+	ret = qcow2blk_nl_parse_attach(info, &a);
+	if (ret)
+		goto out_put;
 
 	mutex_lock(&qcow2blk_ctl_mutex);
 	dev = qcow2blk_dev_attach(&a, &err);
@@ -188,7 +339,7 @@ static int qcow2blk_nl_attach(struct sk_buff *skb, struct genl_info *info)
 			snprintf(err.msg, sizeof(err.msg),
 				 "attach failed (error %d)", ret);
 		pr_warn_ratelimited("qcow2blk: attach of %pD refused: %s\n",
-				    a.file, err.msg);
+				    a.layers[0].file, err.msg);
 		QCOW2BLK_SET_ERR_MSG(info->extack,
 				     "image refused; the kernel log has the reason",
 				     err.msg);
@@ -200,7 +351,8 @@ static int qcow2blk_nl_attach(struct sk_buff *skb, struct genl_info *info)
 	ret = 0;
 out_unlock:
 	mutex_unlock(&qcow2blk_ctl_mutex);
-	fput(a.file);
+out_put:
+	qcow2blk_nl_put_files(&a);
 	return ret;
 }
 
@@ -282,7 +434,7 @@ static int qcow2blk_nl_set(struct sk_buff *skb, struct genl_info *info)
 		ret = -ENODEV;
 		goto out_unlock;
 	}
-	ret = qcow2_l2c_resize(&dev->img, bytes);
+	ret = qcow2_l2c_resize(qcow2blk_top(dev), bytes);
 	if (ret) {
 		NL_SET_ERR_MSG(info->extack, "cannot resize the L2 cache");
 		goto out_unlock;

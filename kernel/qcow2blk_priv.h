@@ -37,11 +37,12 @@
 #define QCOW2BLK_ZCACHE_BYTES		(4U << 20)
 #define QCOW2BLK_ZCACHE_MIN_ENTRIES	2
 
-/* A decompressed cluster, keyed by the host offset of its compressed data. */
+/* A decompressed cluster, keyed by layer and compressed data offset. */
 struct qcow2blk_zentry {
 	struct list_head lru;		/* in qcow2blk_zcache::lru */
 	u64 comp_off;			/* key; ~0 when empty */
-	void *data;			/* cluster_size bytes */
+	u32 layer;			/* key */
+	void *data;			/* that layer's cluster_size bytes */
 };
 
 struct qcow2blk_zcache {
@@ -61,17 +62,31 @@ struct qcow2blk_stats {
 	atomic64_t compressed_reads;	/* compressed extents served */
 };
 
+/* One layer of a device's chain; all fields const after attach. */
+struct qcow2blk_layer {
+	struct qcow2blk_dev *dev;	/* owning device */
+	u32 index;			/* 0 is the top image */
+	struct file *file;		/* image file, reference held */
+	struct file *data_file;		/* external data file, or NULL */
+	bool direct_io;			/* reads of file use IOCB_DIRECT */
+	bool data_direct_io;		/* reads of data_file use IOCB_DIRECT */
+};
+
 struct qcow2blk_dev {
 	int index;			/* N of /dev/qcowN; const */
 	u64 flags;			/* QCOW2BLK_F_* at attach; const */
-	bool direct_io;			/* data uses IOCB_DIRECT; const */
-	struct file *file;		/* image file, reference held; const */
+	u32 nr_layers;			/* const */
+	struct qcow2blk_layer *layers;	/* [0] is the top; const */
+	char *snapshot;			/* attached snapshot, or NULL; const */
 	struct gendisk *disk;		/* const after attach */
 	struct blk_mq_tag_set tag_set;
 	struct workqueue_struct *wq;	/* request workers */
 
-	/* Engine state; img.l2c_lock protects its L2 cache. */
-	struct qcow2_image img;
+	/*
+	 * Engine state: chain.mc_lock protects the mapping cache, each
+	 * layer's img.l2c_lock its L2 cache.
+	 */
+	struct qcow2_chain chain;
 
 	struct qcow2blk_zcache zc;
 	struct qcow2blk_stats stats;
@@ -104,10 +119,19 @@ extern struct mutex qcow2blk_ctl_mutex;
 extern const struct attribute_group *qcow2blk_attr_groups[];
 
 /* main.c */
-struct qcow2blk_attach {
+struct qcow2blk_attach_layer {
 	struct file *file;		/* reference owned by the caller */
+	struct file *data_file;		/* likewise, or NULL */
+	u32 format;			/* QCOW2BLK_FMT_* */
+};
+
+struct qcow2blk_attach {
+	u32 nr_layers;			/* 1..QCOW2BLK_MAX_LAYERS */
+	struct qcow2blk_attach_layer *layers;	/* [0] is the top image */
 	u64 flags;			/* QCOW2BLK_F_* */
 	u64 l2_cache_bytes;		/* 0: engine default */
+	u64 map_cache_bytes;		/* 0: engine default */
+	const char *snapshot;		/* NULL: active layer */
 	int index;			/* -1: any */
 };
 
@@ -117,6 +141,12 @@ int qcow2blk_dev_detach(int index);
 struct qcow2blk_dev *qcow2blk_dev_find(int index);
 struct qcow2blk_dev *qcow2blk_dev_next(unsigned long *index);
 u64 qcow2blk_dev_state(struct qcow2blk_dev *dev);
+
+/* The top image, which sets the device's geometry. */
+static inline struct qcow2_image *qcow2blk_top(struct qcow2blk_dev *dev)
+{
+	return &dev->chain.layers[0].img;
+}
 
 /* io.c */
 extern const struct blk_mq_ops qcow2blk_mq_ops;
@@ -130,7 +160,7 @@ int qcow2blk_compress_init(void);
 void qcow2blk_compress_exit(void);
 void qcow2blk_zcache_init(struct qcow2blk_dev *dev);
 void qcow2blk_zcache_free(struct qcow2blk_dev *dev);
-int qcow2blk_read_compressed(struct qcow2blk_dev *dev,
+int qcow2blk_read_compressed(struct qcow2blk_dev *dev, u32 layer,
 			     const struct qcow2_extent *ext,
 			     struct iov_iter *iter);
 

@@ -25,7 +25,7 @@ static ssize_t image_path_show(struct device *d, struct device_attribute *attr,
 	tmp = kmalloc(PATH_MAX, GFP_KERNEL);
 	if (!tmp)
 		return -ENOMEM;
-	path = file_path(dev->file, tmp, PATH_MAX);
+	path = file_path(dev->layers[0].file, tmp, PATH_MAX);
 	if (IS_ERR(path))
 		ret = PTR_ERR(path);
 	else
@@ -45,15 +45,19 @@ static ssize_t name##_show(struct device *d,				\
 }									\
 static DEVICE_ATTR_RO(name)
 
-QCOW2BLK_SHOW(virtual_size_bytes, "%llu", dev->img.h.size);
-QCOW2BLK_SHOW(cluster_size_bytes, "%u", dev->img.h.cluster_size);
-QCOW2BLK_SHOW(format_version, "%u", dev->img.h.version);
+QCOW2BLK_SHOW(virtual_size_bytes, "%llu", dev->chain.size);
+QCOW2BLK_SHOW(cluster_size_bytes, "%u", qcow2blk_top(dev)->h.cluster_size);
+QCOW2BLK_SHOW(format_version, "%u", qcow2blk_top(dev)->h.version);
 QCOW2BLK_SHOW(compression_type, "%s",
-	      dev->img.h.compression_type == QCOW2_COMPRESSION_ZSTD ?
-	      "zstd" : "deflate");
-QCOW2BLK_SHOW(extended_l2, "%d", dev->img.h.extended_l2);
-QCOW2BLK_SHOW(direct_io, "%d", dev->direct_io);
-QCOW2BLK_SHOW(l2_cache_bytes, "%llu", qcow2_l2c_bytes(&dev->img));
+	      qcow2blk_top(dev)->h.compression_type ==
+	      QCOW2_COMPRESSION_ZSTD ? "zstd" : "deflate");
+QCOW2BLK_SHOW(extended_l2, "%d", qcow2blk_top(dev)->h.extended_l2);
+QCOW2BLK_SHOW(direct_io, "%d", dev->layers[0].direct_io);
+QCOW2BLK_SHOW(l2_cache_bytes, "%llu", qcow2_l2c_bytes(qcow2blk_top(dev)));
+QCOW2BLK_SHOW(layers, "%u", dev->nr_layers);
+QCOW2BLK_SHOW(snapshot, "%s", dev->snapshot ?: "");
+QCOW2BLK_SHOW(map_cache_bytes, "%llu",
+	      (u64)dev->chain.mc.nr_slots * dev->chain.mc.slot_bytes);
 QCOW2BLK_SHOW(io_errors, "%lld", atomic64_read(&dev->stats.io_errors));
 QCOW2BLK_SHOW(corrupt_errors, "%lld",
 	      atomic64_read(&dev->stats.corrupt_errors));
@@ -68,7 +72,7 @@ static ssize_t l2_##name##_show(struct device *d,			\
 	struct qcow2blk_dev *dev = qcow2blk_sysfs_dev(d);		\
 	struct qcow2_cache_stats st;					\
 									\
-	qcow2_l2c_get_stats(&dev->img, &st);				\
+	qcow2_l2c_get_stats(qcow2blk_top(dev), &st);			\
 	return sysfs_emit(buf, "%llu\n", st.name);			\
 }									\
 static DEVICE_ATTR_RO(l2_##name)
@@ -76,6 +80,22 @@ static DEVICE_ATTR_RO(l2_##name)
 QCOW2BLK_SHOW_L2(hits);
 QCOW2BLK_SHOW_L2(misses);
 QCOW2BLK_SHOW_L2(evictions);
+
+#define QCOW2BLK_SHOW_MC(name)						\
+static ssize_t map_cache_##name##_show(struct device *d,		\
+				       struct device_attribute *attr,	\
+				       char *buf)			\
+{									\
+	struct qcow2blk_dev *dev = qcow2blk_sysfs_dev(d);		\
+	struct qcow2_cache_stats st;					\
+									\
+	qcow2_chain_get_mc_stats(&dev->chain, &st);			\
+	return sysfs_emit(buf, "%llu\n", st.name);			\
+}									\
+static DEVICE_ATTR_RO(map_cache_##name)
+
+QCOW2BLK_SHOW_MC(hits);
+QCOW2BLK_SHOW_MC(misses);
 
 #define QCOW2BLK_SHOW_ZC(name)						\
 static ssize_t zcache_##name##_show(struct device *d,			\
@@ -107,6 +127,11 @@ static struct attribute *qcow2blk_attrs[] = {
 	&dev_attr_l2_hits.attr,
 	&dev_attr_l2_misses.attr,
 	&dev_attr_l2_evictions.attr,
+	&dev_attr_layers.attr,
+	&dev_attr_snapshot.attr,
+	&dev_attr_map_cache_bytes.attr,
+	&dev_attr_map_cache_hits.attr,
+	&dev_attr_map_cache_misses.attr,
 	&dev_attr_zcache_hits.attr,
 	&dev_attr_zcache_misses.attr,
 	&dev_attr_data_reads.attr,

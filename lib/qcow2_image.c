@@ -81,12 +81,15 @@ static int image_load_l1(struct qcow2_image *img, struct qcow2_err *err)
 	return 0;
 }
 
-/* Serve a snapshot's L1 table and size instead of the active layer's. */
+/*
+ * Serve a snapshot's L1 table instead of the active layer's. As QEMU does
+ * (qemu-nbd -l, qemu-img convert -l), the image keeps its current virtual
+ * size: guest clusters beyond the snapshot's L1 table read as zero.
+ */
 static int image_use_snapshot(struct qcow2_image *img, const char *want,
 			      u64 flags, struct qcow2_err *err)
 {
 	struct qcow2_header *h = &img->h;
-	u32 l1_shift = h->cluster_bits + h->l2_bits;
 	struct qcow2_snapshot s;
 	int ret;
 
@@ -102,14 +105,13 @@ static int image_use_snapshot(struct qcow2_image *img, const char *want,
 			      s.name, s.disk_size, QCOW2_MAX_VIRTUAL_SIZE);
 		return -EUCLEAN;
 	}
+	/* The table must cover the disk as it was when the snapshot was taken. */
 	ret = qcow2_l1_check(h, s.l1_table_offset, s.l1_size, s.disk_size,
 			     img->file_size, err);
 	if (ret)
 		return ret;
 	h->l1_table_offset = s.l1_table_offset;
 	h->l1_size = s.l1_size;
-	h->size = s.disk_size;
-	h->l1_needed = (h->size + (1ULL << l1_shift) - 1) >> l1_shift;
 	return 0;
 }
 

@@ -116,6 +116,8 @@ enum qcow2blk_nl_layer_attr {
 
 /* Deepest chain accepted, top image included. */
 #define QCOW2BLK_MAX_LAYERS		1000
+/* Longest snapshot ID or name accepted, bytes without the NUL. */
+#define QCOW2BLK_SNAPSHOT_NAME_MAX	1023
 
 /* ioctl on /dev/qcowN */
 struct qcow2blk_info {
