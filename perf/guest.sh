@@ -167,6 +167,21 @@ for k in "${!dev[@]}"; do
 	setting "max_sectors_kb_${k%%|*}_${k##*|}" "$(cat "/sys/block/$b/queue/max_sectors_kb")"
 done
 
+# A benchmark of wrong data is worthless: the first 64 MiB of each qcow2blk
+# device must match loop on the raw twin (data) and qemu-nbd (comp).
+sanity() {	# sanity KIND REFERENCE_DEVICE
+	local q=${dev[qcow2blk|$1]:-} r=${dev[$2|$1]:-}
+
+	[ -n "$q" ] && [ -n "$r" ] || return 0
+	if cmp -n $((64 << 20)) "$q" "$r" >/dev/null; then
+		setting "data_check_$1" "first 64 MiB of $q equal to $2 $r"
+	else
+		setting "data_check_$1" "MISMATCH: $q differs from $2 $r"
+	fi
+}
+sanity data loop-raw
+sanity comp qemu-nbd
+
 # ---- jobs --------------------------------------------------------------
 
 # workload -> "image kind|fio job options"
