@@ -648,7 +648,9 @@ static int qctl_set_chain(struct qctl_table *t, int col,
 	fputc('[', jf);
 	for (i = 0; i < dev->nr_chain; i++) {
 		l = &dev->chain[i];
-		fputs(i ? ", {\"path\": " : "{\"path\": ", jf);
+		/* One layer a line, under the key, as the table indents. */
+		fputs(i ? ",\n            {\"path\": " :
+		      "\n            {\"path\": ", jf);
 		qctl_json_put_string(jf, l->path);
 		fputs(", \"format\": ", jf);
 		if (l->has_format)
@@ -663,7 +665,7 @@ static int qctl_set_chain(struct qctl_table *t, int col,
 		fputc('}', jf);
 		fprintf(tf, "%s%s", i ? "," : "", l->path);
 	}
-	fputc(']', jf);
+	fputs(dev->nr_chain ? "\n         ]" : "]", jf);
 	/* Closing flushes the buffers; both must close either way. */
 	ret = fclose(jf);
 	ret |= fclose(tf);
