@@ -25,7 +25,6 @@
 QB_SKIP=77
 qb_failures=0
 qb_checks=0
-qb_devs=()
 qb_mounts=()
 qb_name=$(basename "$0" .sh)
 
@@ -106,7 +105,8 @@ qcow2ctl() {
 }
 
 # attach_ro IMAGE [OPTION...]: attach read-only, print the device name.
-# The device is detached when the test exits if it is still attached.
+# (Callers run it in $(...), a subshell, so it cannot record the device;
+# qb_cleanup finds what the test attached by listing.)
 attach_ro() {
 	local img=$1 dev
 
@@ -119,11 +119,17 @@ attach_ro() {
 		return 1
 		;;
 	esac
-	qb_devs+=("$dev")
-	# devtmpfs creates the node with the disk; wait briefly in case a
-	# udev rule is still replacing it.
+	# devtmpfs creates the node with the disk. udev then opens the new
+	# disk to probe it (blkid); until it is done, a detach would find the
+	# device open and be refused, so let it finish first.
+	settle
 	wait_for_dev "$dev" || return 1
 	echo "$dev"
+}
+
+settle() {
+	command -v udevadm >/dev/null && udevadm settle --timeout=30
+	return 0
 }
 
 # wait_for_dev DEV: DEV exists as a block device (up to 10 s)
@@ -138,7 +144,9 @@ wait_for_dev() {
 	return 1
 }
 
+# detach DEV: after udev's probes of DEV (an open device is not detached)
 detach() {
+	settle
 	qcow2ctl detach "$1"
 }
 
@@ -193,8 +201,11 @@ qb_cleanup() {
 	for ((i = ${#qb_mounts[@]} - 1; i >= 0; i--)); do
 		mountpoint -q "${qb_mounts[i]}" && umount "${qb_mounts[i]}"
 	done
-	for dev in "${qb_devs[@]}"; do
-		attached "$dev" 2>/dev/null && qcow2ctl detach "$dev"
+	settle
+	for dev in $(qcow2ctl list -n --raw -O name 2>/dev/null); do
+		grep -qxF -- "$dev" <<<"$qb_devs_before" && continue
+		echo "  cleanup: detaching $dev"
+		qcow2ctl detach "$dev"
 	done
 	return 0
 }
@@ -212,5 +223,7 @@ manifest_entries() {
 	fi
 }
 
-# Every test needs the module's control tool and images.
+# Every test needs the module's control tool.
 [ -x "$QB_QCOW2CTL" ] || t_skip "qcow2ctl not found at '$QB_QCOW2CTL'"
+# Devices attached before the test are not the test's to clean up.
+qb_devs_before=$(qcow2ctl list -n --raw -O name 2>/dev/null)

@@ -116,6 +116,12 @@ for name in "${tests[@]}"; do
 	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
 		echo "  $name: timed out after ${test_timeout}s"
 	fi
+	left=$("$QB_QCOW2CTL" list -n --raw -O name 2>&1)
+	if [ -n "$left" ]; then
+		echo "  $name left devices attached: $left"
+		"$QB_QCOW2CTL" detach -a
+		[ "$rc" -eq 0 ] && rc=1
+	fi
 	bad=$(dmesg_since "begin $name" | grep -E "$bad_kmsg")
 	if [ -n "$bad" ]; then
 		echo "  kernel log during $name:"

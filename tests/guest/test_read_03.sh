@@ -86,6 +86,9 @@ fi
 edir=$QB_SCRATCH/read03-ext4
 mkdir -p "$edir"
 truncate -s 384M "$tdir/ext4.img"
+# Debian builds loop as a module, and no /dev/loop-control node exists to
+# load it on demand: virtme-init does not create static device nodes.
+modprobe loop 2>/dev/null
 if loop=$(losetup -f --show "$tdir/ext4.img"); then
 	if mkfs.ext4 -q -F "$loop" && mount_track "$loop" "$edir" rw; then
 		if copy_images "$edir"; then
