@@ -6,7 +6,8 @@
 # QEMU's raw reference, or check the refusal message; compare the engine's
 # extents with `qemu-img map` (case name-map: zero vs unallocated, host
 # offsets); then repeat a few cases with the smallest L2 cache so eviction
-# runs. One line per case, "PASS name" or "FAIL name: reason", then
+# runs; read internal snapshots (qemu-img convert -l as referee); and check
+# that corrupt tables fail reads with a report. One line per case, "PASS name" or "FAIL name: reason", then
 # "N passed, N failed".
 #
 # IMAGEDIR: reuse an existing matrix instead of building one in a
@@ -109,6 +110,51 @@ for name in v2 cluster-512 cluster-2097152 extl2-64k compressed-zstd-4k \
 	IFS=$'\t' read -r _ img ref expect <<<"$line"
 	run_case "$name-mincache" "$img" "$ref" "$expect" --l2-cache 0
 done
+
+# Internal snapshots read through the engine against qemu-img convert -l:
+# by name and by ID, one taken before the disk grew (clusters past its L1
+# table read as zero), and an unknown one refused.
+# snap_case NAME IMAGE SNAPSHOT
+snap_case() {
+	local name=$1 img=$2 snap=$3 why
+
+	if ! qemu-img convert -l "snapshot.name=$snap" -O raw "$img" \
+	     "$tmp/snapref.raw" 2>"$tmp/err" &&
+	   ! qemu-img convert -l "snapshot.id=$snap" -O raw "$img" \
+	     "$tmp/snapref.raw" 2>"$tmp/err"; then
+		result FAIL "$name" "qemu-img convert -l: $(head -c 300 "$tmp/err")"
+	elif ! "$cat_bin" --snapshot "$snap" "$img" "$tmp/out.raw" 2>"$tmp/err"; then
+		result FAIL "$name" "qcow2-cat: $(head -c 300 "$tmp/err")"
+	elif ! why=$("$rawcmp_bin" "$tmp/out.raw" "$tmp/snapref.raw" 2>&1); then
+		result FAIL "$name" "$why"
+	else
+		result PASS "$name"
+	fi
+	rm -f "$tmp/out.raw" "$tmp/snapref.raw"
+}
+
+if grep -q '^snapshots	' "$imgdir/MANIFEST"; then
+	snap_case snapshot-name "$imgdir/snapshots.qcow2" snap1
+	snap_case snapshot-id "$imgdir/snapshots.qcow2" 2
+fi
+grown=$tmp/grown.qcow2
+if qemu-img create -q -f qcow2 "$grown" 16M &&
+   qemu-io -c "write -P 0x31 0 1M" -c "write -P 0x32 15M 1M" "$grown" >/dev/null &&
+   qemu-img snapshot -c small "$grown" &&
+   qemu-img resize -q "$grown" 48M &&
+   qemu-io -c "write -P 0x33 40M 1M" -c "write -P 0x34 0 64k" "$grown" >/dev/null; then
+	snap_case snapshot-before-resize "$grown" small
+	if "$cat_bin" --snapshot nope "$grown" /dev/null 2>"$tmp/err"; then
+		result FAIL snapshot-unknown "an unknown snapshot was accepted"
+	elif ! grep -q "snapshot" "$tmp/err"; then
+		result FAIL snapshot-unknown "message '$(head -c 300 "$tmp/err")'"
+	else
+		result PASS snapshot-unknown
+	fi
+else
+	result FAIL snapshot-before-resize "could not build the image"
+fi
+rm -f "$grown"
 
 # Corrupt tables in a copy of an image that opens: reads must fail with the
 # engine's report naming the table, never crash or return wrong bytes.

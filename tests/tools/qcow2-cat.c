@@ -4,11 +4,12 @@
  * maps them, to stdout or a file. The host-side referee for the engine:
  * its output must equal `qemu-img convert -O raw`.
  *
- *   qcow2-cat [--l2-cache BYTES] [--map] IMAGE [OUTPUT]
+ *   qcow2-cat [--l2-cache BYTES] [--snapshot ID|NAME] [--map] IMAGE [OUTPUT]
  *
  * A regular OUTPUT file is written sparse (zero extents become holes).
  * --l2-cache sets the engine's L2 cache size (0: the smallest, so eviction
- * runs all the time; default: the engine's). --map prints the extents
+ * runs all the time; default: the engine's). --snapshot reads an internal
+ * snapshot instead of the active layer. --map prints the extents
  * (guest offset, length, type, host offset, compressed offset and bytes,
  * offset in the cluster) instead of the data. Exit status: 0 on success,
  * 1 if the engine refuses the image or anything fails; the reason goes to
@@ -236,7 +237,8 @@ static void cat_run(struct cat *c, bool map_only)
 
 static void print_usage(void)
 {
-	fprintf(stderr, "usage: qcow2-cat [--l2-cache BYTES] [--map] IMAGE [OUTPUT]\n");
+	fprintf(stderr,
+		"usage: qcow2-cat [--l2-cache BYTES] [--snapshot ID|NAME] [--map] IMAGE [OUTPUT]\n");
 	exit(2);
 }
 
@@ -245,6 +247,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "l2-cache", required_argument, NULL, 'c' },
 		{ "map", no_argument, NULL, 'm' },
+		{ "snapshot", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -258,7 +261,7 @@ int main(int argc, char **argv)
 	int opt, ret;
 
 	memset(&c, 0, sizeof(c));
-	while ((opt = getopt_long(argc, argv, "c:mh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:ms:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			errno = 0;
@@ -271,6 +274,9 @@ int main(int argc, char **argv)
 			break;
 		case 'm':
 			map_only = true;
+			break;
+		case 's':
+			oo.snapshot = optarg;
 			break;
 		default:
 			print_usage();
