@@ -9,7 +9,7 @@ set -eu
 dir=${1:?usage: seeds.sh DIR}
 mkdir -p "$dir"
 command -v qemu-img >/dev/null || exit 0
-[ -e "$dir/v3-512.qcow2" ] && exit 0
+[ -e "$dir/snap.qcow2" ] && exit 0
 
 cd "$dir"
 mk() {
@@ -29,3 +29,7 @@ mk extl2 compat=1.1,cluster_size=16k,extended_l2=on 256k \
 	"write -P 5 512 1k" "write -z 16k 2k" "write -c 32k 16k"
 mk zstd compat=1.1,cluster_size=4k,compression_type=zstd 256k \
 	"write -c -P 6 0 4k" "write -c -P 7 4k 4k"
+mk snap compat=1.1,cluster_size=512 64k "write -P 8 0 2k"
+qemu-img snapshot -c first snap.qcow2
+qemu-io -f qcow2 -c "write -P 9 1k 2k" snap.qcow2 >/dev/null
+qemu-img snapshot -c second snap.qcow2
