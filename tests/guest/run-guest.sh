@@ -168,6 +168,55 @@ make_fs_image() {
 }
 step fs-image "$work/fs-image.log" make_fs_image || finish
 
+# Backing chains, internal snapshots and external data files for
+# test_chain_01, each with qemu-img's raw conversion as the reference.
+make_chain_images() (
+	d=$stage/data/chain
+	set -e
+	mkdir -p "$d/sub"
+	cd "$d"
+	qemu-img create -q -f qcow2 -o compat=1.1 base.qcow2 16M
+	qemu-io -f qcow2 -c "write -P 0x11 0 16M" base.qcow2 >/dev/null
+	# mid names base relative to its own directory, top names mid likewise.
+	qemu-img create -q -f qcow2 -b ../base.qcow2 -F qcow2 sub/mid.qcow2
+	qemu-io -f qcow2 -c "write -P 0x22 1M 2M" \
+		-c "write -z 4M 1M" -c "write -P 0x23 15M 4k" \
+		sub/mid.qcow2 >/dev/null
+	qemu-img create -q -f qcow2 -o cluster_size=4096 -b sub/mid.qcow2 \
+		-F qcow2 top.qcow2 24M
+	qemu-io -f qcow2 -c "write -P 0x33 2M 64k" -c "write -z 1536k 4k" \
+		-c "write -P 0x34 20M 1M" top.qcow2 >/dev/null
+	qemu-img convert -O raw top.qcow2 top.raw
+	qemu-img convert -O raw sub/mid.qcow2 mid.raw
+
+	# A raw base under a qcow2 overlay.
+	head -c $((8 * 1024 * 1024)) /dev/urandom >rawbase.img
+	qemu-img create -q -f qcow2 -b rawbase.img -F raw over-raw.qcow2
+	qemu-io -f qcow2 -c "write -P 0x44 3M 100k" over-raw.qcow2 >/dev/null
+	qemu-img convert -O raw over-raw.qcow2 over-raw.raw
+
+	# Internal snapshots: the current state and two snapshots.
+	qemu-img create -q -f qcow2 -o compat=1.1 snap.qcow2 16M
+	qemu-io -f qcow2 -c "write -P 0x51 0 4M" snap.qcow2 >/dev/null
+	qemu-img snapshot -c first snap.qcow2
+	qemu-io -f qcow2 -c "write -P 0x52 1M 1M" -c "write -z 3M 512k" \
+		snap.qcow2 >/dev/null
+	qemu-img snapshot -c second snap.qcow2
+	qemu-io -f qcow2 -c "write -P 0x53 8M 2M" snap.qcow2 >/dev/null
+	qemu-img convert -O raw snap.qcow2 snap-current.raw
+	qemu-img convert -l snapshot.name=first -O raw snap.qcow2 snap-first.raw
+	qemu-img convert -l snapshot.name=second -O raw snap.qcow2 \
+		snap-second.raw
+
+	# An external data file.
+	qemu-img create -q -f qcow2 -o compat=1.1,data_file=datafile.data \
+		datafile.qcow2 16M
+	qemu-io -f qcow2 -c "write -P 0x61 0 1M" -c "write -P 0x62 9M 3M" \
+		-c "write -z 512k 64k" datafile.qcow2 >/dev/null
+	qemu-img convert -O raw datafile.qcow2 datafile.raw
+)
+step chain-images "$work/chain-images.log" make_chain_images || finish
+
 # ---- boot -------------------------------------------------------------
 
 vng_args=(--run "$kernel" --disable-kvm --cpus 2 --memory 4G
