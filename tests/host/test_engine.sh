@@ -6,8 +6,8 @@
 # QEMU's raw reference, or check the refusal message; compare the engine's
 # extents with `qemu-img map` (case name-map: zero vs unallocated, host
 # offsets); then repeat a few cases with the smallest L2 cache so eviction
-# runs; read internal snapshots (qemu-img convert -l as referee); and check
-# that corrupt tables fail reads with a report. One line per case, "PASS name" or "FAIL name: reason", then
+# runs; read internal snapshots (qemu-img convert -l as referee) and
+# backing chains; and check that corrupt tables fail reads with a report. One line per case, "PASS name" or "FAIL name: reason", then
 # "N passed, N failed".
 #
 # IMAGEDIR: reuse an existing matrix instead of building one in a
@@ -155,6 +155,66 @@ else
 	result FAIL snapshot-before-resize "could not build the image"
 fi
 rm -f "$grown"
+
+# Backing chains through the engine's chain code against qemu-img convert
+# of the top image (which follows the chain): a raw base, a 4 KiB-cluster
+# middle layer with zero clusters, a larger 64 KiB top with data, zeroes,
+# a compressed cluster and bytes past the lower layers' end; a chain with
+# a compressed zstd base; and a chain cut short, which must be refused.
+chain_case() {
+	local name=$1 top=$2 why
+
+	shift 2
+	if ! qemu-img convert -O raw "$top" "$tmp/chainref.raw" 2>"$tmp/err"; then
+		result FAIL "$name" "qemu-img convert: $(head -c 300 "$tmp/err")"
+	elif ! "$cat_bin" "$@" "$top" "$tmp/out.raw" 2>"$tmp/err"; then
+		result FAIL "$name" "qcow2-cat: $(head -c 300 "$tmp/err")"
+	elif ! why=$("$rawcmp_bin" "$tmp/out.raw" "$tmp/chainref.raw" 2>&1); then
+		result FAIL "$name" "$why"
+	else
+		result PASS "$name"
+	fi
+	rm -f "$tmp/out.raw" "$tmp/chainref.raw"
+}
+
+M=$((1024 * 1024))
+ch=$tmp/chain
+mkdir -p "$ch"
+if qemu-img create -q -f raw "$ch/base.raw" 16M &&
+   qemu-io -f raw -c "write -P 0x11 0 8M" "$ch/base.raw" >/dev/null &&
+   qemu-img create -q -f qcow2 -o cluster_size=4k -b base.raw -F raw \
+	"$ch/mid.qcow2" &&
+   qemu-io -c "write -P 0x22 1M 1M" -c "write -z 3M 64k" \
+	-c "write -P 0x23 $((7 * M + 512)) 3k" "$ch/mid.qcow2" >/dev/null &&
+   qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 "$ch/top.qcow2" 24M &&
+   qemu-io -c "write -P 0x33 $((M + 4096)) 8k" -c "write -z -u 5M 128k" \
+	-c "write -c -P 0x34 6M 64k" -c "write -P 0x35 20M 1M" \
+	"$ch/top.qcow2" >/dev/null; then
+	chain_case chain-3 "$ch/top.qcow2" --backing "$ch/mid.qcow2" \
+		--backing "$ch/base.raw"
+	chain_case chain-3-mincache "$ch/top.qcow2" --l2-cache 0 \
+		--backing "$ch/mid.qcow2" --backing "$ch/base.raw"
+	if "$cat_bin" --backing "$ch/mid.qcow2" "$ch/top.qcow2" /dev/null \
+	   2>"$tmp/err"; then
+		result FAIL chain-missing-layer "a chain cut short was accepted"
+	elif ! grep -q "backing file" "$tmp/err"; then
+		result FAIL chain-missing-layer "message '$(head -c 300 "$tmp/err")'"
+	else
+		result PASS chain-missing-layer
+	fi
+else
+	result FAIL chain-3 "could not build the chain"
+fi
+if grep -q '^compressed-zstd-64k	' "$imgdir/MANIFEST" &&
+   cp "$imgdir/compressed-zstd-64k.qcow2" "$ch/zbase.qcow2" &&
+   qemu-img create -q -f qcow2 -o cluster_size=16k -b zbase.qcow2 \
+	-F qcow2 "$ch/ztop.qcow2" &&
+   qemu-io -c "write -P 0x44 $((2 * M + 512)) 2k" -c "write -z 9M 1M" \
+	"$ch/ztop.qcow2" >/dev/null; then
+	chain_case chain-compressed-base "$ch/ztop.qcow2" \
+		--backing "$ch/zbase.qcow2"
+fi
+rm -rf "$ch"
 
 # Corrupt tables in a copy of an image that opens: reads must fail with the
 # engine's report naming the table, never crash or return wrong bytes.

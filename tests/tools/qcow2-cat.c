@@ -4,12 +4,15 @@
  * maps them, to stdout or a file. The host-side referee for the engine:
  * its output must equal `qemu-img convert -O raw`.
  *
- *   qcow2-cat [--l2-cache BYTES] [--snapshot ID|NAME] [--map] IMAGE [OUTPUT]
+ *   qcow2-cat [--l2-cache BYTES] [--snapshot ID|NAME] [--map]
+ *             [--backing FILE]... IMAGE [OUTPUT]
  *
  * A regular OUTPUT file is written sparse (zero extents become holes).
  * --l2-cache sets the engine's L2 cache size (0: the smallest, so eviction
  * runs all the time; default: the engine's). --snapshot reads an internal
- * snapshot instead of the active layer. --map prints the extents
+ * snapshot instead of the active layer. --backing adds the next lower
+ * layer of a backing chain (qcow2 or raw, told by its magic), top first,
+ * served through the engine's chain code. --map prints the extents
  * (guest offset, length, type, host offset, compressed offset and bytes,
  * offset in the cluster) instead of the data. Exit status: 0 on success,
  * 1 if the engine refuses the image or anything fails; the reason goes to
@@ -30,12 +33,17 @@
 
 /* Bytes moved per read/write. */
 #define CAT_BUF_BYTES		(1024U * 1024)
+/* Layers of a chain this tool opens: the image and its backing files. */
+#define CAT_MAX_LAYERS		16
 /* Raw deflate with a 4 KiB window, as QEMU writes compressed clusters. */
 #define CAT_DEFLATE_WBITS	(-12)
 
 struct cat {
 	const char *image;
 	int fd;			/* image file */
+	int layer_fd[CAT_MAX_LAYERS];	/* chain: [0] is fd */
+	u32 nr_layers;		/* chain: layers given, 1 without --backing */
+	struct qcow2_chain chain;
 	int out;		/* output */
 	bool sparse;		/* out is a regular file: seek over zeroes */
 	u64 out_pos;		/* bytes of output written or skipped */
@@ -81,9 +89,9 @@ static int pread_full(int fd, void *buf, size_t len, u64 off)
 
 static int cat_pread(void *priv, void *buf, size_t len, u64 off)
 {
-	const struct cat *c = priv;
+	const int *fd = priv;
 
-	return pread_full(c->fd, buf, len, off);
+	return pread_full(*fd, buf, len, off);
 }
 
 static void out_write(struct cat *c, const void *buf, size_t len)
@@ -158,15 +166,16 @@ static int unzstd_cluster(ZSTD_DCtx *z, const u8 *in, size_t in_len, u8 *out,
 	return ob.pos == ob.size ? 0 : -1;
 }
 
-static void cat_compressed(struct cat *c, const struct qcow2_extent *e)
+static void cat_compressed(struct cat *c, const struct qcow2_extent *e,
+			   int fd, const struct qcow2_header *h, u64 key)
 {
-	u32 cs = c->img.h.cluster_size;
+	u32 cs = h->cluster_size;
 	int ret;
 
-	if (c->cluster_key != e->comp_off) {
-		if (pread_full(c->fd, c->cbuf, e->comp_bytes, e->comp_off))
+	if (c->cluster_key != key) {
+		if (pread_full(fd, c->cbuf, e->comp_bytes, e->comp_off))
 			die(c, "read failed: %s", strerror(errno));
-		if (c->img.h.compression_type == QCOW2_COMPRESSION_ZSTD)
+		if (h->compression_type == QCOW2_COMPRESSION_ZSTD)
 			ret = unzstd_cluster(c->zstd, c->cbuf, e->comp_bytes,
 					     c->cluster, cs);
 		else
@@ -174,12 +183,12 @@ static void cat_compressed(struct cat *c, const struct qcow2_extent *e)
 					      c->cluster, cs);
 		if (ret)
 			die(c, "%s", "cannot decompress a compressed cluster");
-		c->cluster_key = e->comp_off;
+		c->cluster_key = key;
 	}
 	out_write(c, c->cluster + e->cluster_off, e->len);
 }
 
-static void cat_data(struct cat *c, const struct qcow2_extent *e)
+static void cat_data(struct cat *c, const struct qcow2_extent *e, int fd)
 {
 	u64 done = 0;
 
@@ -187,7 +196,7 @@ static void cat_data(struct cat *c, const struct qcow2_extent *e)
 		size_t n = e->len - done < CAT_BUF_BYTES ? e->len - done :
 							   CAT_BUF_BYTES;
 
-		if (pread_full(c->fd, c->buf, n, e->host_off + done))
+		if (pread_full(fd, c->buf, n, e->host_off + done))
 			die(c, "read failed: %s", strerror(errno));
 		out_write(c, c->buf, n);
 		done += n;
@@ -223,9 +232,9 @@ static void cat_run(struct cat *c, bool map_only)
 			       (unsigned long long)e.comp_off, e.comp_bytes,
 			       e.cluster_off);
 		} else if (e.type == QCOW2_EXT_DATA) {
-			cat_data(c, &e);
+			cat_data(c, &e, c->fd);
 		} else if (e.type == QCOW2_EXT_COMPRESSED) {
-			cat_compressed(c, &e);
+			cat_compressed(c, &e, c->fd, &c->img.h, e.comp_off);
 		} else {
 			out_zeroes(c, e.len);
 		}
@@ -235,10 +244,82 @@ static void cat_run(struct cat *c, bool map_only)
 		die(c, "truncating the output failed: %s", strerror(errno));
 }
 
+/* The same through a backing chain: extents carry their layer. */
+static void cat_run_chain(struct cat *c, bool map_only)
+{
+	u64 size = c->chain.size, pos = 0;
+	struct qcow2_chain_extent ce;
+	const struct qcow2_extent *e = &ce.ext;
+	char msg[96];
+	int ret;
+
+	while (pos < size) {
+		ret = qcow2_chain_map(&c->chain, pos, size - pos, &ce);
+		if (ret || ce.layer >= c->nr_layers) {
+			snprintf(msg, sizeof(msg), "mapping guest offset %llu failed: %s",
+				 (unsigned long long)pos, strerror(-ret));
+			die(c, "%s", msg);
+		}
+		if (map_only)
+			printf("%llu %llu %s %llu %llu %u %u layer %u\n",
+			       (unsigned long long)pos,
+			       (unsigned long long)e->len, ext_names[e->type],
+			       (unsigned long long)e->host_off,
+			       (unsigned long long)e->comp_off, e->comp_bytes,
+			       e->cluster_off, ce.layer);
+		else if (e->type == QCOW2_EXT_DATA)
+			cat_data(c, e, c->layer_fd[ce.layer]);
+		else if (e->type == QCOW2_EXT_COMPRESSED)
+			cat_compressed(c, e, c->layer_fd[ce.layer],
+				       &c->chain.layers[ce.layer].img.h,
+				       e->comp_off * CAT_MAX_LAYERS + ce.layer);
+		else
+			out_zeroes(c, e->len);
+		pos += e->len;
+	}
+	if (!map_only && c->sparse && ftruncate(c->out, c->out_pos))
+		die(c, "truncating the output failed: %s", strerror(errno));
+}
+
+/* Open the chain: the image, then every --backing file, top down. */
+static void cat_open_chain(struct cat *c, char **backing,
+			   const struct qcow2_open_opts *oo)
+{
+	struct qcow2_layer_desc d[CAT_MAX_LAYERS];
+	struct qcow2_err err;
+	struct stat st;
+	u8 magic[4];
+	u32 i;
+	int ret;
+
+	memset(d, 0, sizeof(d));
+	c->layer_fd[0] = c->fd;
+	for (i = 0; i < c->nr_layers; i++) {
+		if (i) {
+			c->layer_fd[i] = open(backing[i - 1], O_RDONLY);
+			if (c->layer_fd[i] < 0)
+				die(c, "cannot open a backing file: %s",
+				    strerror(errno));
+		}
+		if (fstat(c->layer_fd[i], &st) ||
+		    pread_full(c->layer_fd[i], magic, sizeof(magic), 0))
+			die(c, "cannot read a layer: %s", strerror(errno));
+		d[i].format = memcmp(magic, "QFI\xfb", 4) ? QCOW2_LAYER_RAW :
+							    QCOW2_LAYER_QCOW2;
+		d[i].io.pread = cat_pread;
+		d[i].io.priv = &c->layer_fd[i];
+		d[i].file_size = st.st_size;
+	}
+	ret = qcow2_chain_open(&c->chain, d, c->nr_layers, oo, &err);
+	if (ret)
+		die(c, "%s", err.msg[0] ? err.msg : strerror(-ret));
+}
+
 static void print_usage(void)
 {
 	fprintf(stderr,
-		"usage: qcow2-cat [--l2-cache BYTES] [--snapshot ID|NAME] [--map] IMAGE [OUTPUT]\n");
+		"usage: qcow2-cat [--l2-cache BYTES] [--snapshot ID|NAME] [--map]\n"
+		"                 [--backing FILE]... IMAGE [OUTPUT]\n");
 	exit(2);
 }
 
@@ -248,10 +329,12 @@ int main(int argc, char **argv)
 		{ "l2-cache", required_argument, NULL, 'c' },
 		{ "map", no_argument, NULL, 'm' },
 		{ "snapshot", required_argument, NULL, 's' },
+		{ "backing", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct qcow2_open_opts oo = { 0 };
+	char *backing[CAT_MAX_LAYERS];
 	struct qcow2_io io;
 	struct qcow2_err err;
 	struct cat c;
@@ -261,7 +344,8 @@ int main(int argc, char **argv)
 	int opt, ret;
 
 	memset(&c, 0, sizeof(c));
-	while ((opt = getopt_long(argc, argv, "c:ms:h", opts, NULL)) != -1) {
+	c.nr_layers = 1;
+	while ((opt = getopt_long(argc, argv, "c:ms:b:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			errno = 0;
@@ -277,6 +361,11 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			oo.snapshot = optarg;
+			break;
+		case 'b':
+			if (c.nr_layers == CAT_MAX_LAYERS)
+				print_usage();
+			backing[c.nr_layers++ - 1] = optarg;
 			break;
 		default:
 			print_usage();
@@ -297,27 +386,36 @@ int main(int argc, char **argv)
 			die(&c, "cannot create output: %s", strerror(errno));
 	}
 
-	io.pread = cat_pread;
-	io.priv = &c;
-	ret = qcow2_image_open(&c.img, &io, st.st_size, &oo, &err);
-	if (ret)
-		die(&c, "%s", err.msg[0] ? err.msg : strerror(-ret));
+	if (c.nr_layers > 1) {
+		cat_open_chain(&c, backing, &oo);
+	} else {
+		io.pread = cat_pread;
+		io.priv = &c.fd;
+		ret = qcow2_image_open(&c.img, &io, st.st_size, &oo, &err);
+		if (ret)
+			die(&c, "%s", err.msg[0] ? err.msg : strerror(-ret));
+	}
 
 	if (!map_only && !fstat(c.out, &st) && S_ISREG(st.st_mode) &&
 	    lseek(c.out, 0, SEEK_CUR) == 0)
 		c.sparse = true;
 	c.buf = malloc(CAT_BUF_BYTES);
 	c.zbuf = calloc(1, CAT_BUF_BYTES);
-	c.cbuf = malloc(2 * (size_t)c.img.h.cluster_size + 4096);
-	c.cluster = malloc(c.img.h.cluster_size);
+	/* Layers may differ in cluster size: room for the largest. */
+	c.cbuf = malloc(2 * (size_t)QCOW2_MAX_CLUSTER_SIZE + 4096);
+	c.cluster = malloc(QCOW2_MAX_CLUSTER_SIZE);
 	c.zstd = ZSTD_createDCtx();
 	c.cluster_key = ~0ULL;
 	if (!c.buf || !c.zbuf || !c.cbuf || !c.cluster || !c.zstd)
 		die(&c, "%s", strerror(ENOMEM));
 
-	cat_run(&c, map_only);
-
-	qcow2_image_close(&c.img);
+	if (c.nr_layers > 1) {
+		cat_run_chain(&c, map_only);
+		qcow2_chain_close(&c.chain);
+	} else {
+		cat_run(&c, map_only);
+		qcow2_image_close(&c.img);
+	}
 	ZSTD_freeDCtx(c.zstd);
 	free(c.buf);
 	free(c.zbuf);
