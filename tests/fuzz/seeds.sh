@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# seeds.sh DIR: small valid images (512-byte and 4 KiB clusters, v2 and
-# v3, extended L2, compressed, zero clusters) as the fuzzer's seed corpus.
-# Without qemu-img the directory stays empty and the fuzzer starts blind.
+# seeds.sh DIR: seed corpora: DIR/fuzz_header holds small valid images
+# (512-byte and 4 KiB clusters, v2 and v3, extended L2, compressed, zero
+# clusters, snapshots), DIR/fuzz_chain two-layer chains in fuzz_chain's
+# input format. Without qemu-img they stay empty and the fuzzers start
+# blind.
 set -eu
 
 dir=${1:?usage: seeds.sh DIR}
 mkdir -p "$dir"
 command -v qemu-img >/dev/null || exit 0
-[ -e "$dir/snap.qcow2" ] && exit 0
+[ -e "$dir/fuzz_chain/qcow2-qcow2" ] && exit 0
+mkdir -p "$dir/fuzz_header" "$dir/fuzz_chain"
+dir=$(cd "$dir" && pwd)
 
-cd "$dir"
+cd "$dir/fuzz_header"
 mk() {
 	local name=$1 opts=$2 size=$3
 
@@ -33,3 +37,29 @@ mk snap compat=1.1,cluster_size=512 64k "write -P 8 0 2k"
 qemu-img snapshot -c first snap.qcow2
 qemu-io -f qcow2 -c "write -P 9 1k 2k" snap.qcow2 >/dev/null
 qemu-img snapshot -c second snap.qcow2
+
+# fuzz_chain input: 4-byte big-endian top length, top image, lower layer.
+pack() {
+	local out=$1 top=$2 base=$3 n
+
+	n=$(stat -c %s "$top")
+	printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' \
+		$((n >> 24 & 255)) $((n >> 16 & 255)) $((n >> 8 & 255)) \
+		$((n & 255)))" >"$out"
+	cat "$top" "$base" >>"$out"
+}
+tmp=$(mktemp -d)
+qemu-img create -q -f qcow2 -o cluster_size=512 "$tmp/base.qcow2" 32k
+qemu-io -f qcow2 -c "write -P 1 0 8k" -c "write -z 8k 2k" "$tmp/base.qcow2" \
+	>/dev/null
+qemu-img create -q -f qcow2 -o cluster_size=512 -b base.qcow2 -F qcow2 \
+	"$tmp/top.qcow2" 48k
+qemu-io -f qcow2 -c "write -P 2 1k 1k" -c "write -z 4k 1k" \
+	-c "write -P 3 40k 1k" "$tmp/top.qcow2" >/dev/null
+pack "$dir/fuzz_chain/qcow2-qcow2" "$tmp/top.qcow2" "$tmp/base.qcow2"
+head -c 20000 /dev/zero | tr '\0' 'r' >"$tmp/base.raw"
+qemu-img create -q -f qcow2 -o cluster_size=512 -b base.raw -F raw \
+	"$tmp/rtop.qcow2" 24k
+qemu-io -f qcow2 -c "write -P 4 2k 1k" "$tmp/rtop.qcow2" >/dev/null
+pack "$dir/fuzz_chain/qcow2-raw" "$tmp/rtop.qcow2" "$tmp/base.raw"
+rm -rf "$tmp"
