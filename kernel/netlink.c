@@ -97,8 +97,36 @@ static int qcow2blk_nl_put_chain(struct sk_buff *skb, struct qcow2blk_dev *dev)
 	return 0;
 }
 
+/* Bytes of a device message: fixed attributes plus every layer's paths. */
+static size_t qcow2blk_nl_msg_size(struct qcow2blk_dev *dev)
+{
+	size_t size = NLMSG_DEFAULT_SIZE;
+	char *buf, *path;
+	u32 i, j;
+
+	buf = kmalloc(PATH_MAX, GFP_KERNEL);
+	if (!buf)
+		return size;
+	for (i = 0; i < dev->nr_layers; i++) {
+		struct file *files[2] = { dev->layers[i].file,
+					  dev->layers[i].data_file };
+
+		size += 2 * nla_total_size(0) + nla_total_size(sizeof(u32));
+		for (j = 0; j < 2; j++) {
+			if (!files[j])
+				continue;
+			path = file_path(files[j], buf, PATH_MAX);
+			size += nla_total_size(IS_ERR(path) ? 1 :
+					       strlen(path) + 1);
+		}
+	}
+	kfree(buf);
+	return size;
+}
+
 static int qcow2blk_nl_fill(struct sk_buff *skb, struct qcow2blk_dev *dev,
-			    u32 portid, u32 seq, int flags, u8 cmd)
+			    u32 portid, u32 seq, int flags, u8 cmd,
+			    bool with_chain)
 {
 	void *hdr;
 
@@ -118,7 +146,7 @@ static int qcow2blk_nl_fill(struct sk_buff *skb, struct qcow2blk_dev *dev,
 			qcow2blk_top(dev)->h.version) ||
 	    (dev->snapshot &&
 	     nla_put_string(skb, QCOW2BLK_ATTR_SNAPSHOT, dev->snapshot)) ||
-	    qcow2blk_nl_put_chain(skb, dev) ||
+	    (with_chain && qcow2blk_nl_put_chain(skb, dev)) ||
 	    nla_put_u64_64bit(skb, QCOW2BLK_ATTR_FLAGS, dev->flags,
 			      QCOW2BLK_ATTR_PAD) ||
 	    nla_put_u64_64bit(skb, QCOW2BLK_ATTR_STATE,
@@ -140,11 +168,11 @@ static int qcow2blk_nl_reply(struct genl_info *info, struct qcow2blk_dev *dev,
 	struct sk_buff *skb;
 	int ret;
 
-	skb = genlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	skb = genlmsg_new(qcow2blk_nl_msg_size(dev), GFP_KERNEL);
 	if (!skb)
 		return -ENOMEM;
 	ret = qcow2blk_nl_fill(skb, dev, info->snd_portid, info->snd_seq, 0,
-			       cmd);
+			       cmd, true);
 	if (ret) {
 		nlmsg_free(skb);
 		return ret;
@@ -393,17 +421,28 @@ static int qcow2blk_nl_get(struct sk_buff *skb, struct genl_info *info)
 	return ret;
 }
 
-/* cb->args[0]: next index to report. */
+/*
+ * cb->args[0]: next index to report. A device whose chain does not fit
+ * even in an empty message is reported without CHAIN (GET has it), so the
+ * dump always moves on.
+ */
 static int qcow2blk_nl_dump(struct sk_buff *skb, struct netlink_callback *cb)
 {
 	unsigned long index = cb->args[0];
 	struct qcow2blk_dev *dev;
+	int ret;
 
 	mutex_lock(&qcow2blk_ctl_mutex);
 	while ((dev = qcow2blk_dev_next(&index))) {
-		if (qcow2blk_nl_fill(skb, dev, NETLINK_CB(cb->skb).portid,
-				     cb->nlh->nlmsg_seq, NLM_F_MULTI,
-				     QCOW2BLK_CMD_GET))
+		ret = qcow2blk_nl_fill(skb, dev, NETLINK_CB(cb->skb).portid,
+				       cb->nlh->nlmsg_seq, NLM_F_MULTI,
+				       QCOW2BLK_CMD_GET, true);
+		if (ret && !skb->len)
+			ret = qcow2blk_nl_fill(skb, dev,
+					       NETLINK_CB(cb->skb).portid,
+					       cb->nlh->nlmsg_seq, NLM_F_MULTI,
+					       QCOW2BLK_CMD_GET, false);
+		if (ret)
 			break;
 		index++;
 	}
