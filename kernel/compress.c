@@ -220,10 +220,15 @@ int qcow2blk_read_compressed(struct qcow2blk_dev *dev, u32 layer,
 	void *src = NULL, *dst = NULL;
 	int ret;
 
-	if (ext->cluster_off + ext->len > cluster_size ||
-	    ext->comp_bytes > 2 * QCOW2_MAX_CLUSTER_SIZE) {
-		WARN_ON_ONCE(1);
+	/* The engine never returns bytes beyond their cluster. */
+	if (WARN_ON_ONCE(ext->cluster_off + ext->len > cluster_size))
 		return -EIO;
+	/* Image data: the descriptor format caps it at twice a cluster. */
+	if (ext->comp_bytes > 2 * QCOW2_MAX_CLUSTER_SIZE) {
+		pr_err_ratelimited("qcow2blk: qcow%d: layer %u: compressed cluster at host offset %llu claims %u bytes\n",
+				   dev->index, layer, ext->comp_off,
+				   ext->comp_bytes);
+		return -EUCLEAN;
 	}
 
 	ret = qcow2blk_zcache_alloc(dev);
