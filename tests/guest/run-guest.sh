@@ -216,6 +216,7 @@ make_chain_images() (
 	qemu-img convert -O raw datafile.qcow2 datafile.raw
 )
 step chain-images "$work/chain-images.log" make_chain_images || finish
+step layer-images "$work/layer-images.log" bash "$top/tests/lib/images-layers.sh" "$stage/data/layers" || finish
 
 # ---- boot -------------------------------------------------------------
 
