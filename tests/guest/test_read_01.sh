@@ -14,6 +14,9 @@
 . "$(dirname "$0")/common.sh"
 
 [ -s "$QB_IMAGES/MANIFEST" ] || t_skip "no image matrix (MANIFEST)"
+# Relative external data file names are relative to the current directory
+# (as in QEMU); images.sh makes them in its output directory.
+cd "$QB_IMAGES" || t_fail "cd $QB_IMAGES"
 
 # Does this kernel have formatted extack messages (6.2 and later)?
 kv=$(uname -r)
