@@ -184,8 +184,9 @@ def plot(res, summary):
                 hi.append(s[key + "_max"] - s[key + "_median"])
             bars = ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3,
                           color=COLORS[dev], label=dev)
-            for b, y in zip(bars, ys):
-                ax.annotate("%.2f" % y, (b.get_x() + b.get_width() / 2, y),
+            # value above the whisker, so the two never overlap
+            for b, y, h in zip(bars, ys, hi):
+                ax.annotate("%.2f" % y, (b.get_x() + b.get_width() / 2, y + h),
                             xytext=(0, 2), textcoords="offset points",
                             ha="center", va="bottom", fontsize=7)
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
@@ -196,7 +197,8 @@ def plot(res, summary):
             lambda v, _: "%g" % v))
         ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xticks(range(len(wls)))
-        ax.set_xticklabels([w.replace("-", "\n", 1) for w in wls], fontsize=8)
+        ax.set_xticklabels([w.replace("read-", "read\n").replace("-r", "\nr")
+                            for w in wls], fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("ratio, log scale (median of per-round ratios;"
                       " whiskers: min-max)", fontsize=8)

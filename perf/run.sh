@@ -132,11 +132,12 @@ blacklist+=,i2c_i801,pcspkr,joydev,serio_raw
 # Guest time: boot, copy, and per job the runtime plus fio's start-up and
 # the handshakes, which are slow under TCG; generous, since the host is
 # shared.
-njobs=$((rounds * 12))
+njobs=$((rounds * 13))
 guest_timeout=$((300 + njobs * (runtime + 15)))
 echo "run.sh: booting $kver under TCG ($cpus CPUs, $mem), $rounds rounds of" \
 	"${runtime}s jobs, timeout ${guest_timeout}s"
 uptime >"$work/load-before"
+: >"$work/vng.log"	# before tail -f below looks for it
 (cd / && exec timeout -k 30 "$guest_timeout" vng --run "$kernel" \
 	--disable-kvm --cpus "$cpus" --memory "$mem" \
 	--rwdir="$work=$work" --disk "$bundle" \
@@ -190,6 +191,7 @@ cp "$work/out/log" "$resdir/guest.log"
 cp "$work/out/dmesg" "$resdir/dmesg.txt" 2>/dev/null
 cp "$work/cpu.log" "$resdir/cpu.log"
 cp "$work/out/jobs.tsv" "$resdir/jobs.tsv"
+cp "$work/out/"qcow2ctl-* "$work/out/"qcow2blk-sysfs.txt "$resdir/" 2>/dev/null
 mkdir -p "$resdir/fio"
 cp "$work/out/"*.json "$work/out/"*.fio "$resdir/fio/" 2>/dev/null
 $py "$perf/report.py" "$resdir" || die "report failed; scratch in $work"
