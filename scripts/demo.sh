@@ -84,10 +84,12 @@ echo ok >demo-ok
 EOF
 
 say "booting $kver in a QEMU guest (TCG, no KVM: this takes a minute or two)"
+# Through a pipe: QEMU reopens the guest's output as /proc/self/fd/1 and
+# would truncate a file our output is redirected to.
 (cd / && timeout -k 10 900 vng --run "/boot/vmlinuz-$kver" --disable-kvm \
 	--cpus 2 --memory 2G --rwdir="$work=$work" \
 	--append "modprobe.blacklist=ahci,sr_mod,iTCO_wdt,kvm_amd,kvm_intel,kvm" \
-	--exec "bash $work/inside.sh" </dev/null) || true
+	--exec "bash $work/inside.sh" </dev/null) 2>&1 | cat || true
 
 if [ -f "$work/demo-ok" ]; then
 	say "done: the image was attached, mounted, read and detached"

@@ -44,6 +44,9 @@
 #    data in the guest, so a 64 GiB reference would be read whole (over an
 #    hour under TCG). The host saves the data extents of large references
 #    (sparsecmp.py --save-map) and the guest compares with those.
+#  - vng's guest output goes through QEMU chardevs opened on
+#    /proc/self/fd/1 and 2: if those are regular files they are reopened
+#    and truncated, so vng's output must go to a pipe (tee here).
 #  - The guest runs with virtme-init's PATH; /usr/bin/python3 is the host's.
 set -u
 
