@@ -46,9 +46,6 @@ enum {
 	OPT_DRY_RUN,
 };
 
-#ifndef QCOW2BLK_SNAPSHOT_NAME_MAX
-#define QCOW2BLK_SNAPSHOT_NAME_MAX	1023
-#endif
 
 /* ---- list columns ------------------------------------------------------ */
 
