@@ -11,7 +11,7 @@
 
 [ -s "$QB_IMAGES/MANIFEST" ] || t_skip "no image matrix (MANIFEST)"
 
-pick='^(v3|cluster-512|compressed-zstd-64k|extl2-64k|odd-size)$'
+pick='^(v3|cluster-512|compressed-zstd-64k)$'
 
 # direct_capable FILE: can FILE be read with 512-byte O_DIRECT requests?
 direct_capable() {
