@@ -59,7 +59,10 @@ echo "== guest $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ {print $2 / 1024 " 
 export QB_QCOW2CTL=$stage/qcow2ctl
 export QB_RAWCMP=
 [ -x "$stage/rawcmp" ] && QB_RAWCMP=$stage/rawcmp
-export QB_IMAGES=$stage/images
+# Resolved: run-guest.sh may link it to a shared matrix, and the kernel
+# reports image paths with links resolved.
+QB_IMAGES=$(cd "$stage/images" && pwd -P)
+export QB_IMAGES
 export QB_DATA=$stage/data
 export QB_KO=$stage/qcow2blk.ko
 export QB_SCRATCH=/run/qcow2blk-scratch
