@@ -587,14 +587,14 @@ int qcow2_header_check_supported(const struct qcow2_header *h, u64 open_flags,
 	}
 	if (h->backing_file.off && !(open_flags & QCOW2_OPEN_ALLOW_BACKING)) {
 		qcow2_err_set(err,
-			      "image has a backing file (%s); backing chains are not supported yet",
+			      "image has a backing file (%s) that was not given",
 			      h->backing_file_hint);
 		return -EOPNOTSUPP;
 	}
 	if ((h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) &&
 	    !(open_flags & QCOW2_OPEN_ALLOW_DATA_FILE)) {
 		qcow2_err_set(err,
-			      "image has an external data file (%s); data files are not supported",
+			      "image has an external data file (%s) that was not given",
 			      h->data_file.off ? h->data_file_hint : "unnamed");
 		return -EOPNOTSUPP;
 	}

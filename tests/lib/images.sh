@@ -307,9 +307,11 @@ create backing-base 16M compat=1.1
 refuse backing "backing file"
 rm -f backing-base.qcow2
 
+# Its data file is gone: the refusal must name it.
 "$QIMG" create -q -f qcow2 -o compat=1.1,data_file=data-file.data \
 	data-file.qcow2 16M
-refuse data-file "external data file"
+rm -f data-file.data
+refuse data-file "data-file.data"
 
 "$QIMG" create -q -f qcow2 --object secret,id=sec0,data=qcow2blk \
 	-o compat=1.1,encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10 \

@@ -13,9 +13,9 @@
 static const char want_l1[] =
 	"L1 table at offset 0x1000000000 is outside the image file (196608 bytes)";
 static const char want_backing[] =
-	"image has a backing file (base image.qcow2); backing chains are not supported yet";
+	"image has a backing file (base image.qcow2) that was not given";
 static const char want_data_file[] =
-	"image has an external data file (disk.data); data files are not supported";
+	"image has an external data file (disk.data) that was not given";
 
 static struct timg t;
 static struct qcow2_header h;
