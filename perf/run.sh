@@ -129,11 +129,11 @@ blacklist=ahci,libahci,sr_mod,cdrom,sg,iTCO_wdt,iTCO_vendor_support,i6300esb
 blacklist+=,kvm,kvm_amd,kvm_intel,ccp,intel_pmc_bxt,powernow_k8,lpc_ich
 blacklist+=,i2c_i801,pcspkr,joydev,serio_raw
 
-# Guest time: boot, copy, and per job the runtime plus fio's start-up and
-# the handshakes, which are slow under TCG; generous, since the host is
-# shared.
+# Guest time: boot (up to 4 min under load), copy, checks, and per job the
+# runtime plus fio's start-up and the handshakes, which are slow under TCG;
+# generous, since the host is shared.
 njobs=$((rounds * 13))
-guest_timeout=$((300 + njobs * (runtime + 15)))
+guest_timeout=$((480 + njobs * (runtime + 15)))
 echo "run.sh: booting $kver under TCG ($cpus CPUs, $mem), $rounds rounds of" \
 	"${runtime}s jobs, timeout ${guest_timeout}s"
 uptime >"$work/load-before"
