@@ -8,7 +8,12 @@
  * both files are skipped without reading. THREADS workers (default 4) each
  * check every THREADS-th block, so several reads are in flight.
  *
- *   rawcmp [-q] [-j THREADS] TARGET REFERENCE
+ * -m MAP takes the reference's data extents from MAP (written by
+ * tests/guest/sparsecmp.py --save-map on the host) instead of SEEK_DATA,
+ * for file systems such as 9p that cannot tell holes from data; every
+ * target byte is still read.
+ *
+ *   rawcmp [-q] [-j THREADS] [-m MAP] TARGET REFERENCE
  *
  * Exit status: 0 identical (same size, same bytes), 1 different (the first
  * differing offset is printed), 2 usage or I/O error.
@@ -32,11 +37,18 @@
 /* Parallel readers: keeps several requests in flight on the device. */
 #define RAWCMP_MAX_THREADS	64
 
+/* Data extents read from a map file (-m), sorted, not overlapping. */
+struct ext_list {
+	uint64_t (*ext)[2];	/* [start, end) */
+	size_t nr;
+};
+
 /* A file's data/hole layout, looked up lazily and cached per segment. */
 struct seg_map {
 	int fd;
 	uint64_t size;
-	bool sparse;		/* SEEK_DATA works on it */
+	bool sparse;		/* SEEK_DATA works on it, or a map is given */
+	const struct ext_list *map;	/* extents from -m, or NULL */
 	uint64_t seg_start;	/* cached segment [seg_start, seg_end) */
 	uint64_t seg_end;
 	bool seg_data;		/* cached segment is data */
@@ -61,11 +73,75 @@ static void seg_init(struct seg_map *m, int fd, uint64_t size, bool try)
 		m->sparse = true;	/* all hole */
 }
 
+/* Like seg_lookup(), from the extents of a map file: binary search. */
+static bool map_lookup(const struct ext_list *l, uint64_t size, uint64_t off,
+		       uint64_t *end)
+{
+	size_t lo = 0, hi = l->nr;
+
+	/* First extent ending after @off. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (l->ext[mid][1] <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < l->nr && l->ext[lo][0] <= off) {
+		*end = l->ext[lo][1];
+		return true;
+	}
+	*end = lo < l->nr ? l->ext[lo][0] : size;
+	return false;
+}
+
+/*
+ * Read a map saved by sparsecmp.py --save-map: "size N", then one
+ * "start end" line per data extent, in order.
+ */
+static void map_load(struct ext_list *l, const char *path, uint64_t size)
+{
+	unsigned long long a, b, prev = 0, msize;
+	size_t cap = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		fail("open failed", path);
+	if (fscanf(f, "size %llu", &msize) != 1 || msize != size) {
+		fprintf(stderr, "%s: %s: not a map of a %llu-byte file\n", prog,
+			path, (unsigned long long)size);
+		exit(2);
+	}
+	while (fscanf(f, "%llu %llu", &a, &b) == 2) {
+		if (a < prev || b <= a || b > size) {
+			fprintf(stderr, "%s: %s: bad extent %llu %llu\n", prog,
+				path, a, b);
+			exit(2);
+		}
+		if (l->nr == cap) {
+			cap = cap ? 2 * cap : 64;
+			l->ext = realloc(l->ext, cap * sizeof(*l->ext));
+			if (!l->ext) {
+				errno = ENOMEM;
+				fail("allocation failed", path);
+			}
+		}
+		l->ext[l->nr][0] = a;
+		l->ext[l->nr][1] = b;
+		l->nr++;
+		prev = b;
+	}
+	fclose(f);
+}
+
 /* Find the segment holding @off: is it data, and where does it end. */
 static bool seg_lookup(struct seg_map *m, uint64_t off, uint64_t *end)
 {
 	off_t d, h;
 
+	if (m->map)
+		return map_lookup(m->map, m->size, off, end);
 	if (!m->sparse) {
 		*end = m->size;
 		return true;
@@ -258,7 +334,7 @@ static void *worker_run(void *arg)
 
 static void print_usage(void)
 {
-	fprintf(stderr, "usage: %s [-q] [-j THREADS] TARGET REFERENCE\n",
+	fprintf(stderr, "usage: %s [-q] [-j THREADS] [-m MAP] TARGET REFERENCE\n",
 		prog);
 	exit(2);
 }
@@ -267,14 +343,18 @@ int main(int argc, char **argv)
 {
 	struct worker *workers, *first = NULL;
 	struct job job = { .first_diff = UINT64_MAX, .nworkers = 4 };
+	struct ext_list rmap_ext = { NULL, 0 };
+	const char *map_path = NULL;
 	uint64_t rsize;
 	struct stat st;
 	unsigned int i;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "qj:")) != -1) {
+	while ((opt = getopt(argc, argv, "qj:m:")) != -1) {
 		if (opt == 'q') {
 			quiet = true;
+		} else if (opt == 'm') {
+			map_path = optarg;
 		} else if (opt == 'j') {
 			job.nworkers = atoi(optarg);
 			if (job.nworkers < 1 || job.nworkers > RAWCMP_MAX_THREADS)
@@ -310,6 +390,9 @@ int main(int argc, char **argv)
 	if (fstat(job.tfd_buffered, &st))
 		fail("stat failed", job.tname);
 	job.t_sparse = S_ISREG(st.st_mode);
+	/* With a map, the reference's holes are never read (9p cannot skip). */
+	if (map_path)
+		map_load(&rmap_ext, map_path, job.size);
 
 	workers = calloc(job.nworkers, sizeof(*workers));
 	if (!workers) {
@@ -324,6 +407,10 @@ int main(int argc, char **argv)
 		w->diff_off = UINT64_MAX;
 		seg_init(&w->tmap, job.tfd_buffered, job.size, job.t_sparse);
 		seg_init(&w->rmap, job.rfd, job.size, true);
+		if (map_path) {
+			w->rmap.map = &rmap_ext;
+			w->rmap.sparse = true;
+		}
 		if (posix_memalign((void **)&w->tbuf, RAWCMP_ALIGN,
 				   RAWCMP_BLOCK_BYTES) ||
 		    posix_memalign((void **)&w->rbuf, RAWCMP_ALIGN,
