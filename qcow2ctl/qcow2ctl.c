@@ -779,7 +779,21 @@ static int qctl_print_devs(const struct qctl_dev *devs, size_t nr,
 	return ret;
 }
 
-static int qctl_cmd_list(int argc, char **argv)
+/* Output options shared by list and snapshots: -J, -n, -O, --raw. */
+struct qctl_out {
+	enum qctl_table_mode mode;
+	bool headings;
+	int nr_ids;			/* -1: the command's default columns */
+	int ids[QCTL_MAX_COLS];
+};
+
+/*
+ * Parse @argv's options for a command that prints a table of @colinfos.
+ * Returns -1 if the command should go on, else its exit status.
+ */
+static int qctl_parse_out(int argc, char **argv, struct qctl_out *o,
+			  const struct qctl_colinfo *colinfos,
+			  size_t nr_colinfos)
 {
 	static const struct option longopts[] = {
 		{ "json",	no_argument,		NULL, 'J' },
@@ -789,19 +803,11 @@ static int qctl_cmd_list(int argc, char **argv)
 		{ "help",	no_argument,		NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	enum qctl_table_mode mode = QCTL_TABLE_PRETTY;
-	char name[QCTL_DISK_NAME_BYTES + 8];
-	int ids[QCTL_MAX_COLS];
-	struct qctl_dev *devs = NULL;
-	struct qctl_dev one;
-	struct qctl_nl *nl;
-	bool headings = true;
 	bool json = false, raw = false;
-	int nr_ids = -1;
-	size_t nr = 0;
-	__u32 index;
-	int c, i, ret;
+	int c;
 
+	o->headings = true;
+	o->nr_ids = -1;
 	while ((c = getopt_long(argc, argv, ":JnO:h", longopts,
 				NULL)) != -1) {
 		switch (c) {
@@ -809,14 +815,13 @@ static int qctl_cmd_list(int argc, char **argv)
 			json = true;
 			break;
 		case 'n':
-			headings = false;
+			o->headings = false;
 			break;
 		case 'O':
-			nr_ids = qctl_parse_columns(optarg, ids,
-						    QCTL_MAX_COLS,
-						    qctl_colinfos,
-						    QCTL_NR_COLINFOS);
-			if (nr_ids < 0)
+			o->nr_ids = qctl_parse_columns(optarg, o->ids,
+						       QCTL_MAX_COLS,
+						       colinfos, nr_colinfos);
+			if (o->nr_ids < 0)
 				return EXIT_FAILURE;
 			break;
 		case OPT_RAW:
@@ -832,16 +837,31 @@ static int qctl_cmd_list(int argc, char **argv)
 		warnx("--json and --raw are mutually exclusive");
 		return qctl_try_help();
 	}
-	if (json)
-		mode = QCTL_TABLE_JSON;
-	else if (raw)
-		mode = QCTL_TABLE_RAW;
+	o->mode = json ? QCTL_TABLE_JSON :
+		  raw ? QCTL_TABLE_RAW : QCTL_TABLE_PRETTY;
+	return -1;
+}
+
+static int qctl_cmd_list(int argc, char **argv)
+{
+	struct qctl_out o;
+	char name[QCTL_DISK_NAME_BYTES + 8];
+	struct qctl_dev *devs = NULL;
+	struct qctl_dev one;
+	struct qctl_nl *nl;
+	size_t nr = 0;
+	__u32 index;
+	int i, ret;
+
+	ret = qctl_parse_out(argc, argv, &o, qctl_colinfos, QCTL_NR_COLINFOS);
+	if (ret >= 0)
+		return ret;
 	/* The whole chain is JSON's: in a table it would drown the rest. */
-	if (nr_ids < 0) {
-		nr_ids = 0;
+	if (o.nr_ids < 0) {
+		o.nr_ids = 0;
 		for (i = 0; i < (int)QCTL_NR_COLINFOS; i++)
-			if (json || i != COL_CHAIN)
-				ids[nr_ids++] = i;
+			if (o.mode == QCTL_TABLE_JSON || i != COL_CHAIN)
+				o.ids[o.nr_ids++] = i;
 	}
 	if (argc - optind > 1) {
 		warnx("list: only one device at a time");
@@ -859,16 +879,16 @@ static int qctl_cmd_list(int argc, char **argv)
 			warnx("%s: list failed: %s", name,
 			      qctl_reason(nl, ret));
 		else
-			ret = qctl_print_devs(&one, 1, ids, nr_ids, mode,
-					      headings);
+			ret = qctl_print_devs(&one, 1, o.ids, o.nr_ids, o.mode,
+					      o.headings);
 		qctl_dev_release(&one);
 	} else {
 		ret = qctl_nl_list(nl, &devs, &nr);
 		if (ret)
 			warnx("list failed: %s", qctl_reason(nl, ret));
 		else
-			ret = qctl_print_devs(devs, nr, ids, nr_ids, mode,
-					      headings);
+			ret = qctl_print_devs(devs, nr, o.ids, o.nr_ids, o.mode,
+					      o.headings);
 		qctl_devs_free(devs, nr);
 	}
 	qctl_nl_close(nl);
@@ -981,81 +1001,39 @@ static int qctl_snap_row(void *arg, const struct qctl_snapshot *s)
 
 static int qctl_cmd_snapshots(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "json",	no_argument,		NULL, 'J' },
-		{ "noheadings",	no_argument,		NULL, 'n' },
-		{ "output",	required_argument,	NULL, 'O' },
-		{ "raw",	no_argument,		NULL, OPT_RAW },
-		{ "help",	no_argument,		NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	enum qctl_table_mode mode = QCTL_TABLE_PRETTY;
+	struct qctl_out o;
 	struct qctl_column cols[QCTL_MAX_COLS];
 	struct qctl_snap_rows rows = { 0 };
 	char msg[QCTL_ERRMSG_BYTES];
-	int ids[QCTL_MAX_COLS];
-	bool json = false, raw = false;
-	bool headings = true;
 	const char *image;
-	int nr_ids = -1;
-	int c, i, fd, ret;
+	int i, fd, ret;
 
-	while ((c = getopt_long(argc, argv, ":JnO:h", longopts,
-				NULL)) != -1) {
-		switch (c) {
-		case 'J':
-			json = true;
-			break;
-		case 'n':
-			headings = false;
-			break;
-		case 'O':
-			nr_ids = qctl_parse_columns(optarg, ids,
-						    QCTL_MAX_COLS,
-						    qctl_snap_colinfos,
-						    QCTL_NR_SNAP_COLINFOS);
-			if (nr_ids < 0)
-				return EXIT_FAILURE;
-			break;
-		case OPT_RAW:
-			raw = true;
-			break;
-		case 'h':
-			return qctl_help();
-		default:
-			return qctl_bad_option(argv, c);
-		}
-	}
-	if (json && raw) {
-		warnx("--json and --raw are mutually exclusive");
-		return qctl_try_help();
-	}
+	ret = qctl_parse_out(argc, argv, &o, qctl_snap_colinfos,
+			     QCTL_NR_SNAP_COLINFOS);
+	if (ret >= 0)
+		return ret;
 	if (optind != argc - 1) {
 		warnx(optind == argc ? "snapshots: no image specified" :
 		      "snapshots: only one image at a time");
 		return qctl_try_help();
 	}
 	image = argv[optind];
-	if (json)
-		mode = QCTL_TABLE_JSON;
-	else if (raw)
-		mode = QCTL_TABLE_RAW;
-	if (nr_ids < 0) {
-		nr_ids = QCTL_NR_SNAP_COLINFOS;
-		for (i = 0; i < nr_ids; i++)
-			ids[i] = i;
+	if (o.nr_ids < 0) {
+		o.nr_ids = QCTL_NR_SNAP_COLINFOS;
+		for (i = 0; i < o.nr_ids; i++)
+			o.ids[i] = i;
 	}
-	for (i = 0; i < nr_ids; i++)
-		cols[i] = qctl_snap_colinfos[ids[i]].col;
+	for (i = 0; i < o.nr_ids; i++)
+		cols[i] = qctl_snap_colinfos[o.ids[i]].col;
 
 	fd = open(image, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		warn("%s: open failed", image);
 		return EXIT_FAILURE;
 	}
-	rows.t = qctl_table_new("snapshots", cols, nr_ids);
-	rows.ids = ids;
-	rows.nr_ids = nr_ids;
+	rows.t = qctl_table_new("snapshots", cols, o.nr_ids);
+	rows.ids = o.ids;
+	rows.nr_ids = o.nr_ids;
 	if (!rows.t) {
 		ret = -ENOMEM;
 		warnx("%s", strerror(ENOMEM));
@@ -1066,7 +1044,7 @@ static int qctl_cmd_snapshots(int argc, char **argv)
 		warnx("%s: %s", image, msg[0] ? msg : strerror(-ret));
 		goto out_free;
 	}
-	ret = qctl_table_print(rows.t, stdout, mode, headings);
+	ret = qctl_table_print(rows.t, stdout, o.mode, o.headings);
 	if (ret)
 		warnx("cannot print the list: %s", strerror(-ret));
 out_free:
