@@ -30,6 +30,7 @@
 #include "qcow2blk.h"
 #include "chain.h"
 #include "precheck.h"
+#include "util.h"
 
 /* Bytes read to probe a format: every magic below lies inside. */
 #define QCTL_PROBE_BYTES	512
@@ -209,25 +210,6 @@ static void qctl_label(const struct qctl_chain *c, unsigned int i,
 			 qctl_chain_name(c, i - 1), c->layers[i].path);
 }
 
-static int qctl_read_probe(int fd, unsigned char *buf, size_t len)
-{
-	size_t done = 0;
-	ssize_t n;
-
-	while (done < len) {
-		n = pread(fd, buf + done, len - done, done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (!n)
-			break;
-		done += n;
-	}
-	memset(buf + done, 0, len - done);
-	return 0;
-}
-
 /* Format of layer @i from its parent's header, else from its magic. */
 static int qctl_layer_format(struct qctl_chain *c, unsigned int i,
 			     const struct qctl_image_info *parent,
@@ -243,7 +225,7 @@ static int qctl_layer_format(struct qctl_chain *c, unsigned int i,
 	if (parent->has_backing_format) {
 		fmt = parent->backing_format;
 	} else {
-		ret = qctl_read_probe(l->fd, buf, sizeof(buf));
+		ret = qctl_pread_full(l->fd, buf, sizeof(buf), 0);
 		if (ret) {
 			qctl_set_msg(msg, msg_bytes, "%s: read failed: %s",
 				     label, strerror(-ret));

@@ -10,6 +10,7 @@
 
 #include "qcow2.h"
 #include "precheck.h"
+#include "util.h"
 
 /* Everything qcow2_header_decode() may look at. */
 #define QCTL_PRECHECK_BYTES	QCOW2_MAX_CLUSTER_SIZE
@@ -24,29 +25,9 @@ static void qctl_msg(char *msg, size_t msg_bytes, const char *text)
 		snprintf(msg, msg_bytes, "%s", text);
 }
 
-/* @len bytes at @off; bytes past the end of the file read as zero. */
-static int qctl_read_at(int fd, void *buf, size_t len, u64 off)
-{
-	size_t done = 0;
-	ssize_t n;
-
-	while (done < len) {
-		n = pread(fd, (char *)buf + done, len - done, off + done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (!n)
-			break;
-		done += n;
-	}
-	memset((char *)buf + done, 0, len - done);
-	return 0;
-}
-
 static int qctl_io_pread(void *priv, void *buf, size_t len, u64 off)
 {
-	return qctl_read_at(*(int *)priv, buf, len, off);
+	return qctl_pread_full(*(int *)priv, buf, len, off);
 }
 
 /*
@@ -163,7 +144,7 @@ int qctl_precheck(int fd, unsigned int flags, const char *snapshot,
 	buf = malloc(len ? len : 1);
 	if (!buf)
 		return -ENOMEM;
-	ret = qctl_read_at(fd, buf, len, 0);
+	ret = qctl_pread_full(fd, buf, len, 0);
 	if (ret)
 		goto out_free;
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "qcow2blk.h"
 #include "util.h"
@@ -102,4 +103,23 @@ int qctl_parse_dev(const char *arg, __u32 *index)
 	      qctl_parse_name(real, index);
 	free(real);
 	return ret;
+}
+
+int qctl_pread_full(int fd, void *buf, size_t len, __u64 off)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pread(fd, (char *)buf + done, len - done, off + done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (!n)
+			break;
+		done += n;
+	}
+	memset((char *)buf + done, 0, len - done);
+	return 0;
 }

@@ -6,6 +6,7 @@
 #ifndef QCOW2CTL_UTIL_H
 #define QCOW2CTL_UTIL_H
 
+#include <stddef.h>
 #include <linux/types.h>
 
 /**
@@ -36,5 +37,18 @@ int qctl_parse_u32(const char *s, __u32 *v);
  * Return: 0, -EINVAL (names no qcow2blk device) or -ERANGE.
  */
 int qctl_parse_dev(const char *arg, __u32 *index);
+
+/**
+ * qctl_pread_full() - read @len bytes at @off, retrying short reads
+ * @fd: open file
+ * @buf: destination
+ * @len: bytes
+ * @off: file offset
+ *
+ * Bytes past the end of the file read as zero.
+ *
+ * Return: 0 or -errno.
+ */
+int qctl_pread_full(int fd, void *buf, size_t len, __u64 off);
 
 #endif /* QCOW2CTL_UTIL_H */
