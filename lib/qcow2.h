@@ -282,6 +282,25 @@ struct qcow2_io {
 	 * Returns 0 or -errno. May sleep.
 	 */
 	int (*pread)(void *priv, void *buf, size_t len, u64 off);
+	/*
+	 * Writable images only (NULL otherwise). All may sleep and return 0
+	 * or -errno.
+	 *
+	 * pwrite: write @len bytes from @buf at @off; @off and @len are
+	 * multiples of 512 and @buf comes from qcow2_alloc_io() or is an
+	 * engine table (L1, refcount table) allocated with qcow2_alloc().
+	 * Writing past the end of file extends it. A short write is an error.
+	 *
+	 * flush: make every write that completed before the call durable
+	 * (fdatasync).
+	 *
+	 * punch: deallocate [@off, @off + @len) so it reads as zero and the
+	 * host gets the space back; -EOPNOTSUPP is not an error (the engine
+	 * ignores it). May be NULL.
+	 */
+	int (*pwrite)(void *priv, const void *buf, size_t len, u64 off);
+	int (*flush)(void *priv);
+	int (*punch)(void *priv, u64 off, u64 len);
 	void *priv;
 };
 
@@ -329,11 +348,39 @@ struct qcow2_cache {
 
 /* ---- Image and mapping ---------------------------------------------- */
 
+/* Refcount block cache: slices of min(cluster, 4 KiB), as the L2 cache. */
+#define QCOW2_RC_DEFAULT_BYTES		(256U << 10)
+#define QCOW2_RC_MAX_BYTES		QCOW2_CACHE_MAX_BYTES
+
 struct qcow2_open_opts {
 	u64 flags;			/* QCOW2_OPEN_* */
 	u64 l2_cache_bytes;		/* 0: default (cover disk, capped) */
+	u64 rc_cache_bytes;		/* writable: 0 is QCOW2_RC_DEFAULT_BYTES */
 	u64 map_cache_bytes;		/* chains: 0 is QCOW2_MC_DEFAULT_BYTES */
 	const char *snapshot;		/* ID or name; NULL: active layer */
+	/*
+	 * Writable images with an external data file: its writer (flush and
+	 * punch are used; data itself is written by the caller). NULL: the
+	 * data lives in the image file.
+	 */
+	const struct qcow2_io *data_io;
+};
+
+/* Counters of the write path, since open. */
+struct qcow2_write_stats {
+	u64 alloc_clusters;		/* host clusters allocated */
+	u64 freed_clusters;		/* host clusters whose refcount hit 0 */
+	u64 cow_bytes;			/* old bytes merged into new clusters */
+	u64 l2_tables_allocated;	/* new or copied L2 tables */
+	u64 meta_flushes;		/* ordered metadata write-backs */
+	u64 overlaps;			/* writes refused by the overlap check */
+};
+
+/* A host cluster range whose references are gone but not yet durable. */
+struct qcow2_pending_free {
+	u64 off;			/* bytes, in the image file */
+	u64 len;			/* bytes */
+	bool data_file;			/* in the external data file: no refcount */
 };
 
 struct qcow2_image {
@@ -341,8 +388,33 @@ struct qcow2_image {
 	struct qcow2_io io;
 	u64 file_size;			/* bytes, image file */
 	__be64 *l1;			/* active L1 table, h.l1_size entries */
-	struct qcow2_mutex l2c_lock;	/* protects l2c */
+	struct qcow2_mutex l2c_lock;	/* protects l1, l2c, file_size */
 	struct qcow2_cache l2c;	/* guarded by l2c_lock */
+
+	/*
+	 * Writing (qcow2_write.c, qcow2_refcount.c, qcow2_flush.c); all zero
+	 * on a read-only image. wlock serializes every operation that changes
+	 * the image and is taken before l2c_lock; it guards everything below
+	 * except where noted. Readers (qcow2_map) never take it.
+	 */
+	bool writable;
+	int wfail;			/* 0, or why writing stopped (-errno) */
+	bool has_backing;		/* unallocated clusters expose a layer */
+	bool has_data_file;
+	struct qcow2_io data_io;	/* data file; == io without one */
+	struct qcow2_mutex wlock;
+	__be64 *rt;			/* refcount table, rt_entries */
+	u32 rt_entries;
+	u32 rt_dirty_lo, rt_dirty_hi;	/* dirty entries [lo, hi) */
+	u32 l1_dirty_lo, l1_dirty_hi;	/* dirty L1 entries [lo, hi); l2c_lock */
+	struct qcow2_cache rc;		/* refcount block slices */
+	u64 free_hint;			/* lowest cluster index maybe free */
+	u64 alloc_end;			/* bytes: end of the highest cluster */
+	struct qcow2_pending_free *frees;
+	u32 nr_frees, max_frees;
+	u8 *cow_head, *cow_tail;	/* cluster_size each, for COW */
+	u8 *zero_buf;			/* slice of zeroes */
+	struct qcow2_write_stats ws;
 };
 
 enum qcow2_ext_type {
@@ -429,6 +501,119 @@ u64 qcow2_l2c_bytes(const struct qcow2_image *img);
 
 /** qcow2_l2c_get_stats() - snapshot the L2 cache counters */
 void qcow2_l2c_get_stats(struct qcow2_image *img, struct qcow2_cache_stats *st);
+
+/* ---- Writing (qcow2_write.c) ------------------------------------------ */
+
+/*
+ * The caller's side of a write: where guest bytes come from and how old
+ * guest contents are read for copy-on-write. The engine calls these with
+ * wlock held and l2c_lock not held.
+ */
+struct qcow2_wsrc {
+	/*
+	 * One write to the data file (the image file, or the external data
+	 * file) at @host_off: @head_len bytes from @head, then the request's
+	 * guest bytes [@guest_off, @guest_off + @len), then @tail_len bytes
+	 * from @tail. A zero-writing source supplies zeroes for the guest
+	 * part. @head/@tail come from the engine (qcow2_alloc(), may be
+	 * vmalloc memory in the kernel). @host_off and every length are
+	 * multiples of 512. Returns 0 or -errno.
+	 */
+	int (*write)(void *arg, u64 host_off, const u8 *head, u32 head_len,
+		     u64 guest_off, u64 len, const u8 *tail, u32 tail_len);
+	/*
+	 * Read what the guest currently sees at [@guest_off, @guest_off +
+	 * @len) into @buf: backing layers, compressed clusters, zeroes past
+	 * the virtual size, exactly as a read of the device would. Never
+	 * called for ranges the current operation has already written.
+	 */
+	int (*read)(void *arg, u64 guest_off, u32 len, u8 *buf);
+	void *arg;
+};
+
+/* qcow2_write_zeroes() flags */
+#define QCOW2_ZERO_MAY_UNMAP		BIT(0)	/* host clusters may be freed */
+
+/**
+ * qcow2_write() - write guest bytes, allocating and copying as needed
+ * @img: image opened with QCOW2_OPEN_WRITABLE
+ * @guest_off: first byte, a multiple of 512
+ * @len: bytes, a multiple of 512, > 0, within the virtual size
+ * @src: the data and the old-contents reader
+ *
+ * Clusters the image owns (COPIED) are written in place. Others get new
+ * host clusters; the guest bytes and the old head and tail of the cluster
+ * (from @src->read) go out as one write; with extended L2 entries only the
+ * touched subclusters are allocated. The L2 entry changes in the cache after
+ * the data write completed; it reaches the disk at the next ordered
+ * write-back (qcow2_flush(), or cache pressure), after the data and the
+ * refcounts are durable.
+ *
+ * Context: may sleep; takes wlock then l2c_lock.
+ * Return: 0, -EROFS (the image stopped accepting writes: wfail), -ENOSPC or
+ * another -errno of a data write (image consistent, nothing referenced),
+ * -EUCLEAN (overlap with metadata: the image is marked corrupt and turns
+ * read-only), -EIO (metadata I/O failed: image turns read-only).
+ */
+int qcow2_write(struct qcow2_image *img, u64 guest_off, u64 len,
+		const struct qcow2_wsrc *src);
+
+/**
+ * qcow2_write_zeroes() - make guest bytes read as zero
+ * @img: writable image
+ * @guest_off: first byte, multiple of 512
+ * @len: bytes, multiple of 512
+ * @flags: QCOW2_ZERO_*
+ * @src: used for the parts that must be written as data (v2 images, parts
+ *       of clusters or subclusters); its write supplies zeroes
+ *
+ * v3 images: whole clusters (subclusters with extended L2) get the zero
+ * flag; with QCOW2_ZERO_MAY_UNMAP their host clusters are freed, else an
+ * owned host cluster is kept (preallocated zero cluster).
+ */
+int qcow2_write_zeroes(struct qcow2_image *img, u64 guest_off, u64 len,
+		       u32 flags, const struct qcow2_wsrc *src);
+
+/**
+ * qcow2_discard() - give whole clusters back to the host, as QEMU does
+ * @img: writable image
+ * @guest_off: first byte
+ * @len: bytes
+ *
+ * Only whole clusters inside the range are touched; partial clusters are
+ * left alone. A discarded cluster reads as zero where that hides nothing
+ * (v3 images get the zero flag; without a backing layer an unallocated
+ * cluster reads zero anyway); on a v2 image with a backing layer clusters
+ * are kept, since dropping them would expose the backing data. Freed host
+ * clusters are punched out of the file after the L2 change is durable.
+ */
+int qcow2_discard(struct qcow2_image *img, u64 guest_off, u64 len);
+
+/**
+ * qcow2_flush() - make every completed write durable
+ * @img: writable image
+ *
+ * Ordered write-back: data file flush; dirty refcount blocks, flush;
+ * refcount table, flush; L2 slices, flush; L1, flush; then the clusters
+ * freed since the last write-back get their refcounts decreased, written
+ * and flushed, and are punched.
+ *
+ * Context: may sleep; takes wlock then l2c_lock.
+ * Return: 0, -EROFS, or the -errno of the failing write (image turns
+ * read-only).
+ */
+int qcow2_flush(struct qcow2_image *img);
+
+/**
+ * qcow2_rc_resize() - change the refcount cache capacity (writes it back)
+ * qcow2_rc_bytes() - capacity in bytes
+ * qcow2_rc_get_stats() - counters
+ */
+int qcow2_rc_resize(struct qcow2_image *img, u64 bytes);
+u64 qcow2_rc_bytes(const struct qcow2_image *img);
+void qcow2_rc_get_stats(struct qcow2_image *img, struct qcow2_cache_stats *st);
+void qcow2_write_get_stats(struct qcow2_image *img,
+			   struct qcow2_write_stats *st);
 
 /* ---- Internal snapshots (qcow2_snapshot.c) ---------------------------- */
 
