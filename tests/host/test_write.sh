@@ -217,7 +217,10 @@ make_case() {
 			>/dev/null || return 1
 		qemu-img snapshot -c snap2 "$d/img.qcow2" || return 1 ;;
 	data-file)
-		qemu-img create -q -f qcow2 -o data_file=img.data \
+		# QEMU 7.2 opens a relative data file name relative to its
+		# working directory, not to the image: absolute names, and
+		# each copy is pointed at its own data file (run_case).
+		qemu-img create -q -f qcow2 -o data_file="$d/img.data" \
 			"$d/img.qcow2" $size || return 1
 		prefill "$d/img.qcow2" qcow2 $c || return 1 ;;
 	*)
@@ -248,6 +251,14 @@ run_case() {
 		result FAIL "$label" "copying the image"
 		return
 	}
+	if [ "$name" = data-file ] &&
+	   ! { qemu-img amend -f qcow2 -o data_file="$d.q/img.data" \
+		"$d.q/img.qcow2" &&
+	       qemu-img amend -f qcow2 -o data_file="$d.e/img.data" \
+		"$d.e/img.qcow2"; }; then
+		result FAIL "$label" "pointing the copies at their data files"
+		return
+	fi
 	qargs=()
 	for out in "${cmds[@]}"; do
 		qargs+=(-c "$out")
@@ -255,7 +266,8 @@ run_case() {
 	if ! out=$(qemu-io -f qcow2 "${qargs[@]}" "$d.q/img.qcow2" 2>&1) ||
 	   grep -qiE 'error|fail' <<<"$out"; then
 		result FAIL "$label" "qemu-io: $(grep -iE 'error|fail' <<<"$out" | head -n 2 | tr '\n' ' ')"
-	elif ! out=$("$io_bin" "$@" "$d.e/img.qcow2" "${qargs[@]}" 2>&1); then
+	elif ! out=$("$io_bin" "$@" "$d.e/img.qcow2" "${qargs[@]}" 2>&1 \
+		     >/dev/null); then
 		result FAIL "$label" "qcow2-io: $(tail -n 3 <<<"$out" | tr '\n' ' ')"
 	elif ! out=$(qemu-img compare -f qcow2 -F qcow2 "$d.q/img.qcow2" \
 		     "$d.e/img.qcow2" 2>&1); then
