@@ -32,8 +32,9 @@
  *
  * The run is deterministic for a seed. A failure prints the seed, the
  * sequence, the step and the cut; --seq N --seed S replays that sequence
- * alone, --keep DIR leaves the failing cut images there. Exit status 0, 1 if
- * any cut failed, 2 on bad usage or setup errors.
+ * alone, --keep DIR leaves the failing cut images there. --lying-disk
+ * turns flushes into no-ops, a self-test: the checks must then fail.
+ * Exit status 0, 1 if any cut failed, 2 on bad usage or setup errors.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -72,6 +73,10 @@ struct mfile {
 	struct mwrite *pend;		/* unflushed writes, in order */
 	u32 nr_pend, max_pend;
 	u64 writes, flushes;
+	/* Called after each write and before each flush: cuts mid-call. */
+	void (*hook)(void *arg, bool flush);
+	void *hook_arg;
+	bool lie;			/* flushes do nothing: a self-test */
 };
 
 /* A read-only memory file: a layer of a cut image, or the backing file. */
@@ -184,12 +189,15 @@ static int mf_pread(void *priv, void *buf, size_t len, u64 off)
 
 static int mf_pwrite(void *priv, const void *buf, size_t len, u64 off)
 {
+	struct mfile *f = priv;
 	const u8 *p = buf;
 	u64 l = len;
 
 	if ((off | len) & (SECTOR - 1))
 		return -EINVAL;
-	mfile_writev(priv, off, &p, &l, 1);
+	mfile_writev(f, off, &p, &l, 1);
+	if (f->hook)
+		f->hook(f->hook_arg, false);
 	return 0;
 }
 
@@ -197,10 +205,14 @@ static int mf_flush(void *priv)
 {
 	struct mfile *f = priv;
 
+	if (f->hook)
+		f->hook(f->hook_arg, true);
+	f->flushes++;
+	if (f->lie)
+		return 0;
 	memcpy(f->dur, f->cur, f->cap);
 	f->dur_size = f->cur_size;
 	mfile_clear_pending(f);
-	f->flushes++;
 	return 0;
 }
 
@@ -662,11 +674,15 @@ struct sim {
 	u64 cut_cap;
 	char cutdesc[160];
 
+	bool in_op;			/* an engine call is running */
+	u64 max_cuts;			/* stop cutting at this many */
+
 	/* totals */
 	u64 cuts, leaky_cuts, qemu_checks, failures, sequences, ops;
 	u64 check_every;
 	const char *keep;
 	bool verbose;
+	bool lie;
 };
 
 static __printf(2, 3) void sim_fail(struct sim *s, const char *fmt, ...)
@@ -1013,6 +1029,24 @@ static void sim_cut(struct sim *s)
 	sim_check_cut(s, s->cut, size);
 }
 
+/*
+ * Cuts inside an engine call: before a flush (everything since the last
+ * one may or may not have landed) and, less often, after a write.
+ */
+static void sim_hook(void *arg, bool flush)
+{
+	struct sim *s = arg;
+
+	if (!s->in_op || s->cuts >= s->max_cuts)
+		return;
+	if (rnd_below(flush ? 2 : 8))
+		return;
+	sim_cut(s);
+	if (s->verbose)
+		printf("  (cut inside the call, %s)\n",
+		       flush ? "at a flush" : "after a write");
+}
+
 /* The live image must read back exactly as the shadow says. */
 static void sim_check_live(struct sim *s)
 {
@@ -1065,9 +1099,10 @@ static int sim_op(struct sim *s)
 			printf("step %d: write -P %#x %llu %llu\n", s->step,
 			       s->fill, (unsigned long long)off,
 			       (unsigned long long)len);
+		/* Values may show up while the call runs: set them first. */
+		shadow_set(&s->sh, off, len, s->fill);
+		s->in_op = true;
 		ret = qcow2_write(s->img, off, len, &src);
-		if (!ret)
-			shadow_set(&s->sh, off, len, s->fill);
 	} else if (r < 62) {
 		unmap = rnd_below(2);
 		s->fill = 0;
@@ -1075,29 +1110,33 @@ static int sim_op(struct sim *s)
 			printf("step %d: write -z%s %llu %llu\n", s->step,
 			       unmap ? " -u" : "", (unsigned long long)off,
 			       (unsigned long long)len);
+		shadow_set(&s->sh, off, len, 0);
+		s->in_op = true;
 		ret = qcow2_write_zeroes(s->img, off, len,
 					 unmap ? QCOW2_ZERO_MAY_UNMAP : 0,
 					 &src);
-		if (!ret)
-			shadow_set(&s->sh, off, len, 0);
 	} else if (r < 80) {
 		if (s->verbose)
 			printf("step %d: discard %llu %llu\n", s->step,
 			       (unsigned long long)off,
 			       (unsigned long long)len);
-		ret = qcow2_discard(s->img, off, len);
 		/* Whole clusters only; v2 over a backing file keeps them. */
 		first = (off + cs - 1) / cs;
 		last = (off + len) / cs;
-		if (!ret && !(k->v2 && k->backing) && last > first)
+		if (!(k->v2 && k->backing) && last > first)
 			shadow_set(&s->sh, first * cs, (last - first) * cs, 0);
+		s->in_op = true;
+		ret = qcow2_discard(s->img, off, len);
 	} else {
 		if (s->verbose)
 			printf("step %d: flush\n", s->step);
+		s->in_op = true;
 		ret = qcow2_flush(s->img);
+		s->in_op = false;
 		if (!ret)
 			shadow_flushed(&s->sh);
 	}
+	s->in_op = false;
 	if (ret) {
 		snprintf(s->cutdesc, sizeof(s->cutdesc), "none (engine call)");
 		sim_fail(s, "the engine failed the operation: %s",
@@ -1107,7 +1146,7 @@ static int sim_op(struct sim *s)
 	return 0;
 }
 
-static int sim_sequence(struct sim *s, const struct kind *k, u64 max_cuts)
+static int sim_sequence(struct sim *s, const struct kind *k)
 {
 	struct qcow2_err err = { { 0 } };
 	int ret, cuts_here;
@@ -1117,6 +1156,9 @@ static int sim_sequence(struct sim *s, const struct kind *k, u64 max_cuts)
 	s->sequences++;
 	snprintf(s->cutdesc, sizeof(s->cutdesc), "none (setup)");
 	mfile_load(&s->f, k->data, k->size);
+	s->f.hook = sim_hook;
+	s->f.lie = s->lie;
+	s->f.hook_arg = s;
 	s->io[0] = (struct qcow2_io){ .pread = mf_pread, .pwrite = mf_pwrite,
 				      .flush = mf_flush, .punch = mf_punch,
 				      .priv = &s->f };
@@ -1145,14 +1187,15 @@ static int sim_sequence(struct sim *s, const struct kind *k, u64 max_cuts)
 	}
 	shadow_flushed(&s->sh);
 
-	for (s->step = 1; s->step <= SEQ_OPS && max_cuts; s->step++) {
+	for (s->step = 1; s->step <= SEQ_OPS && s->cuts < s->max_cuts;
+	     s->step++) {
 		if (sim_op(s))
 			break;
 		if (s->step % 4 == 0 || s->verbose)
 			sim_check_live(s);
-		/* One or two cuts here, each a different subset. */
-		for (cuts_here = 1 + rnd_below(2); cuts_here && max_cuts;
-		     cuts_here--, max_cuts--)
+		/* Zero to two cuts between calls, each a different subset. */
+		for (cuts_here = rnd_below(3);
+		     cuts_here && s->cuts < s->max_cuts; cuts_here--)
 			sim_cut(s);
 	}
 	sim_check_live(s);
@@ -1168,7 +1211,8 @@ static void print_usage(void)
 {
 	fprintf(stderr,
 		"usage: qcow2-crashsim [--iterations CUTS] [--seed S] [--seq N]\n"
-		"                      [--check-every N] [--kind NAME] [--keep DIR] [-v]\n");
+		"                      [--check-every N] [--kind NAME] [--keep DIR]\n"
+		"                      [--lying-disk] [-v]\n");
 	exit(2);
 }
 
@@ -1182,6 +1226,7 @@ int main(int argc, char **argv)
 		{ "kind", required_argument, NULL, 'k' },
 		{ "keep", required_argument, NULL, 'K' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "lying-disk", no_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1196,7 +1241,7 @@ int main(int argc, char **argv)
 	memset(&s, 0, sizeof(s));
 	s.seed = 1;
 	s.check_every = 200;
-	while ((opt = getopt_long(argc, argv, "i:s:q:c:k:K:vh", opts,
+	while ((opt = getopt_long(argc, argv, "i:s:q:c:k:K:vLh", opts,
 				  NULL)) != -1) {
 		switch (opt) {
 		case 'i':
@@ -1219,6 +1264,9 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			s.verbose = true;
+			break;
+		case 'L':
+			s.lie = true;
 			break;
 		default:
 			print_usage();
@@ -1259,8 +1307,8 @@ int main(int argc, char **argv)
 			printf("sequence %llu kind %s\n",
 			       (unsigned long long)seq,
 			       kinds[pick[seq % nk]].name);
-		sim_sequence(&s, &kinds[pick[seq % nk]],
-			     only_seq != ~0ULL ? ~0ULL : iterations - s.cuts);
+		s.max_cuts = only_seq != ~0ULL ? ~0ULL : iterations;
+		sim_sequence(&s, &kinds[pick[seq % nk]]);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
