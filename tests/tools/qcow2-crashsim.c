@@ -373,8 +373,9 @@ static int make_kinds(void)
 	u64 sz;
 
 	snprintf(path, sizeof(path), "%s/base.qcow2", workdir);
-	if (run_cmd("qemu-img create -q -f qcow2 %s 2M && qemu-io -c 'write -P 0x42 0 1536k' -c 'write -z 256k 64k' %s >/dev/null",
-		    path, path))
+	if (run_cmd("qemu-img create -q -f qcow2 %s 2M", path) ||
+	    run_cmd("qemu-io -c 'write -P 0x42 0 1536k' -c 'write -z 256k 64k' %s >/dev/null",
+		    path))
 		return -1;
 	base.data = slurp(path, &sz);
 	base.size = sz;
@@ -458,7 +459,7 @@ static void rc_ref(struct rc_walk *w, u64 off, u64 len, const char *what)
 		return;
 	for (c = first; c <= last; c++) {
 		if (c >= w->nr_clusters) {
-			rc_corrupt(w, "%s at %llu: cluster %llu past the end of the file (%llu bytes)",
+			rc_corrupt(w, "%s at %llu: cluster %llu past EOF (%llu bytes)",
 				   what, (unsigned long long)off,
 				   (unsigned long long)c,
 				   (unsigned long long)w->size);
@@ -503,6 +504,7 @@ static void rc_walk_l1(struct rc_walk *w, u64 l1_off, u32 l1_size,
 		       bool active)
 {
 	u32 esz = w->h.l2_entry_bytes, n = w->h.cluster_size / esz;
+	u32 cb = w->h.cluster_bits;
 	u64 l1e, l2, e, off, len;
 	u32 i, j;
 	bool ok;
@@ -555,10 +557,10 @@ static void rc_walk_l1(struct rc_walk *w, u64 l1_off, u32 l1_size,
 			rc_ref(w, off, w->h.cluster_size, "data cluster");
 			if (active && ((e & QCOW2_OFLAG_COPIED) != 0) !=
 			    (rc_get(w, off >> w->h.cluster_bits, &ok) == 1))
-				rc_corrupt(w, "L2 at %llu [%u] = %#llx: COPIED flag disagrees with refcount %llu",
+				rc_corrupt(w, "L2 at %llu [%u] = %#llx: COPIED but refcount %llu",
 					   (unsigned long long)l2, j,
 					   (unsigned long long)e,
-					   (unsigned long long)rc_get(w, off >> w->h.cluster_bits, &ok));
+					   (unsigned long long)rc_get(w, off >> cb, &ok));
 		}
 	}
 }
@@ -813,7 +815,8 @@ static void describe_sector(const struct shadow *sh, u64 s, const u8 *g,
 {
 	int len, i;
 
-	len = snprintf(out, n, "sector %llu (guest %llu): got %02x..%02x, durable %02x, since flush {",
+	len = snprintf(out, n,
+		       "sector %llu (guest %llu): got %02x..%02x, durable %02x, since flush {",
 		       (unsigned long long)s, (unsigned long long)s * SECTOR,
 		       g[s * SECTOR], g[s * SECTOR + SECTOR - 1],
 		       sh->dur[s * SECTOR]);
@@ -1313,10 +1316,11 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 
-	printf("seed %llu: %llu sequences, %llu operations, %llu cuts (%.0f/s), %llu cuts with leaked clusters, %llu qemu-img checks, %llu failures\n",
+	printf("seed %llu: %llu sequences, %llu operations, %llu cuts (%.0f/s), ",
 	       (unsigned long long)s.seed, (unsigned long long)s.sequences,
 	       (unsigned long long)s.ops, (unsigned long long)s.cuts,
-	       secs > 0 ? s.cuts / secs : 0.0,
+	       secs > 0 ? s.cuts / secs : 0.0);
+	printf("%llu cuts with leaked clusters, %llu qemu-img checks, %llu failures\n",
 	       (unsigned long long)s.leaky_cuts,
 	       (unsigned long long)s.qemu_checks,
 	       (unsigned long long)s.failures);

@@ -253,7 +253,6 @@ START_TEST(alloc_fresh)
 	/* The L2 entry says COPIED: we own it. */
 	ck_assert(img.l1[0] & cpu_to_be64(QCOW2_OFLAG_COPIED));
 }
-END_TEST
 
 START_TEST(partial_write_cow)
 {
@@ -268,7 +267,6 @@ START_TEST(partial_write_cow)
 	ck_assert_uint_eq(m.data[h + 1536], 0);		/* tail */
 	ck_assert_uint_eq(refcount(h >> 12), 1);
 }
-END_TEST
 
 START_TEST(overwrite_in_place)
 {
@@ -288,7 +286,6 @@ START_TEST(overwrite_in_place)
 	ck_assert_uint_eq(m.size, size);
 	ck_assert_uint_eq(m.data[h + 600], 0x33);
 }
-END_TEST
 
 START_TEST(discard_frees_and_reuses)
 {
@@ -317,7 +314,6 @@ START_TEST(discard_frees_and_reuses)
 	ck_assert_uint_eq(c, a);
 	ck_assert_uint_eq(refcount(c >> 16), 1);
 }
-END_TEST
 
 /* Every width: the header, tables and new clusters get refcount 1. */
 START_TEST(refcount_widths)
@@ -351,7 +347,6 @@ START_TEST(refcount_widths)
 	do_flush();
 	ck_assert_uint_eq(refcount(h[1] >> 12), 0);
 }
-END_TEST
 
 /* What a logged write touched: an L2 table, a refcount block, or else. */
 enum what { W_OTHER, W_RC, W_L2 };
@@ -432,7 +427,6 @@ START_TEST(flush_order)
 	/* And the last thing of all is a flush. */
 	ck_assert(m.log[m.nr_log - 1].flush);
 }
-END_TEST
 
 /* Zero writes: v3 images get the zero flag without data writes. */
 START_TEST(write_zeroes_v3)
@@ -454,7 +448,6 @@ START_TEST(write_zeroes_v3)
 	ck_assert_uint_eq(e.len, 2 * 64 * KiB);
 	ck_assert_uint_eq(refcount(h >> 16), 0);
 }
-END_TEST
 
 static Suite *write_suite(void)
 {
