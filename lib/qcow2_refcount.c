@@ -156,7 +156,7 @@ static int rc_slice(struct qcow2_image *img, u64 cl, bool dirty, u8 **data,
 	if (!rb_off)
 		return 0;
 	if (rb_off >= img->alloc_end) {
-		qcow2_log_ratelimited("refcount table at %#llx, index %llu: block %#llx beyond end of file",
+		qcow2_log_ratelimited("refcount table at %#llx, index %llu: block %#llx past EOF",
 				      img->h.refcount_table_offset, rt_idx,
 				      rb_off);
 		return -EUCLEAN;
@@ -381,7 +381,8 @@ int qcow2_alloc_clusters(struct qcow2_image *img, u32 n, u64 *off, u32 *got)
 		return -EINVAL;
 	/* Cluster 0 is the header: never free, never scanned. */
 	if (!cl)
-		cl = start = 1;
+		cl = 1;
+		start = 1;
 	while (run < n) {
 		u64 rt_idx = cl >> eb, v;
 
@@ -407,7 +408,8 @@ int qcow2_alloc_clusters(struct qcow2_image *img, u32 n, u64 *off, u32 *got)
 			if (ret)
 				return ret;
 			/* The new table took clusters: start over. */
-			cl = start = img->free_hint ? img->free_hint : 1;
+			cl = img->free_hint ? img->free_hint : 1;
+			start = cl;
 			run = 0;
 			first_free = ~0ULL;
 			continue;
@@ -556,7 +558,8 @@ static int rt_grow(struct qcow2_image *img, u64 need_idx)
 	if (ret)
 		goto fail;
 	img->rt_moving = false;
-	img->rt_dirty_lo = img->rt_dirty_hi = 0;
+	img->rt_dirty_lo = 0;
+	img->rt_dirty_hi = 0;
 	qcow2_free(old_rt);
 	return qcow2_free_later(img, old_off, (u64)old_clusters << cb, false);
 
@@ -600,7 +603,8 @@ int qcow2_rt_writeback(struct qcow2_image *img)
 		qcow2_write_fail(img, ret, "writing the refcount table");
 		return ret;
 	}
-	img->rt_dirty_lo = img->rt_dirty_hi = 0;
+	img->rt_dirty_lo = 0;
+	img->rt_dirty_hi = 0;
 	return 0;
 }
 

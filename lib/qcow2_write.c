@@ -151,12 +151,12 @@ static int w_slice(struct qcow2_image *img, u64 cl, bool make, u64 *slice_off,
 	entry = be64_to_cpu(img->l1[l1_idx]);
 	ret = qcow2_l1_entry_decode(h, entry, &l2_off);
 	if (ret) {
-		qcow2_log_ratelimited("L1 table at %#llx, index %llu: entry %#llx: reserved bits set or misaligned",
+		qcow2_log_ratelimited("L1 table at %#llx, index %llu: bad entry %#llx",
 				      h->l1_table_offset, l1_idx, entry);
 		return ret;
 	}
 	if (l2_off >= img->alloc_end) {
-		qcow2_log_ratelimited("L1 table at %#llx, index %llu: L2 table %#llx beyond end of file",
+		qcow2_log_ratelimited("L1 table at %#llx, index %llu: L2 %#llx past EOF",
 				      h->l1_table_offset, l1_idx, l2_off);
 		return -EUCLEAN;
 	}
@@ -194,7 +194,7 @@ static int w_decode(struct qcow2_image *img, u64 entry, u64 bitmap, u32 sc,
 	int ret = qcow2_l2_entry_decode(&img->h, entry, bitmap, sc, d);
 
 	if (ret)
-		qcow2_log_ratelimited("L2 entry of guest cluster %llu: %#llx (bitmap %#llx): invalid",
+		qcow2_log_ratelimited("L2 entry of guest cluster %llu: bad %#llx/%#llx",
 				      cl, entry, bitmap);
 	return ret;
 }
