@@ -382,7 +382,7 @@ int qcow2_alloc_clusters(struct qcow2_image *img, u32 n, u64 *off, u32 *got)
 	/* Cluster 0 is the header: never free, never scanned. */
 	if (!cl)
 		cl = 1;
-		start = 1;
+	start = cl;
 	while (run < n) {
 		u64 rt_idx = cl >> eb, v;
 
