@@ -68,15 +68,19 @@ run() {
 }
 run insmod ./qcow2blk.ko
 run ./qcow2ctl features
-dev=$(./qcow2ctl attach -r --show "$PWD/disk.qcow2")
-printf '\nguest# qcow2ctl attach -r --show disk.qcow2\n%s\n' "$dev"
+dev=$(./qcow2ctl attach --show "$PWD/disk.qcow2")
+printf '\nguest# qcow2ctl attach --show disk.qcow2\n%s\n' "$dev"
 run ./qcow2ctl list
 run blkid "$dev"
 mkdir -p /run/demo
-run mount -o ro "$dev" /run/demo
+run mount "$dev" /run/demo
 run ls -l /run/demo
 run cat /run/demo/hello.txt
+printf '\nguest# echo ... >/run/demo/written-in-guest.txt\n'
+echo "Written through $dev inside the guest on $(date -u '+%F %T UTC')." \
+	>/run/demo/written-in-guest.txt
 run cat "/sys/block/${dev#/dev/}/qcow2/data_reads"
+run cat "/sys/block/${dev#/dev/}/qcow2/alloc_clusters"
 run umount /run/demo
 run ./qcow2ctl detach "$dev"
 run rmmod qcow2blk
@@ -91,9 +95,18 @@ say "booting $kver in a QEMU guest (TCG, no KVM: this takes a minute or two)"
 	--append "modprobe.blacklist=ahci,sr_mod,iTCO_wdt,kvm_amd,kvm_intel,kvm" \
 	--exec "bash $work/inside.sh" </dev/null) 2>&1 | cat || true
 
-if [ -f "$work/demo-ok" ]; then
-	say "done: the image was attached, mounted, read and detached"
-else
+if [ ! -f "$work/demo-ok" ]; then
 	say "FAILED: the guest did not finish the demo (output above)"
 	exit 1
 fi
+
+say "back on the host: QEMU checks what the guest wrote and reads the new file"
+qemu-img check "$work/disk.qcow2" | sed 's/^/    /'
+qemu-img convert -O raw "$work/disk.qcow2" "$work/back.raw"
+back=$(debugfs -R "cat /written-in-guest.txt" "$work/back.raw" 2>/dev/null)
+printf '    %s\n' "$back"
+grep -q '^Written through /dev/qcow' <<<"$back" || {
+	say "FAILED: the file written in the guest is not in the image"
+	exit 1
+}
+say "done: the image was attached read-write, mounted, read, written and detached"
