@@ -778,7 +778,7 @@ void qcow2_refcount_close(struct qcow2_image *img);
 int qcow2_rc_get(struct qcow2_image *img, u64 cl, u64 *val);
 int qcow2_rc_update(struct qcow2_image *img, u64 off, u64 len, int delta,
 		    bool punch);
-int qcow2_alloc_clusters(struct qcow2_image *img, u32 n, u64 *off);
+int qcow2_alloc_clusters(struct qcow2_image *img, u32 n, u64 *off, u32 *got);
 int qcow2_zero_clusters_on_disk(struct qcow2_image *img, u64 off, u64 len,
 				u32 kind);
 int qcow2_free_later(struct qcow2_image *img, u64 off, u64 len,

@@ -195,7 +195,7 @@ int qcow2_overlap_check(struct qcow2_image *img, u32 kind, u64 off, u64 len)
 	if (hit == QCOW2_OL_DATA)
 		return 0;
 	img->ws.overlaps++;
-	qcow2_log_ratelimited("metadata overlap: writing %s at %#llx (+%llu) would overwrite %s at %#llx; marking the image corrupt",
+	qcow2_log_ratelimited("overlap: %s at %#llx+%llu would hit %s at %#llx: image corrupt",
 			      ol_names[kind], off, len, ol_names[hit], where);
 	if (!img->wfail) {
 		img->wfail = -EUCLEAN;
@@ -237,7 +237,8 @@ static int l1_writeback(struct qcow2_image *img)
 			     img->h.l1_table_offset + lo);
 	if (ret)
 		return ret < 0 ? ret : -EIO;
-	img->l1_dirty_lo = img->l1_dirty_hi = 0;
+	img->l1_dirty_lo = 0;
+	img->l1_dirty_hi = 0;
 	return 0;
 }
 

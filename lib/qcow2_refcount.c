@@ -156,7 +156,7 @@ static int rc_slice(struct qcow2_image *img, u64 cl, bool dirty, u8 **data,
 	if (!rb_off)
 		return 0;
 	if (rb_off >= img->alloc_end) {
-		qcow2_log_ratelimited("refcount table at %#llx, index %llu: block %#llx beyond end of file",
+		qcow2_log_ratelimited("refcount table at %#llx, index %llu: block %#llx past EOF",
 				      img->h.refcount_table_offset, rt_idx,
 				      rb_off);
 		return -EUCLEAN;
@@ -352,19 +352,23 @@ static int rb_create(struct qcow2_image *img, u64 rt_idx, u64 cl)
 static int rt_grow(struct qcow2_image *img, u64 need_idx);
 
 /**
- * qcow2_alloc_clusters() - allocate @n contiguous host clusters
+ * qcow2_alloc_clusters() - allocate up to @n contiguous host clusters
  * @img: writable image, writer context
- * @n: clusters, 1..QCOW2_MAX_ALLOC_RUN
+ * @n: clusters wanted, 1..QCOW2_MAX_ALLOC_RUN
  * @off: host offset of the first
+ * @got: clusters allocated, 1..@n; NULL means all @n are required
  *
- * Their refcounts become 1 in the cache. The caller writes what they hold
- * before any table references them, and gives them back with
- * qcow2_rc_update(-1) if that fails.
+ * Looks for @n free clusters in a row; a run that reaches a range without a
+ * refcount block (or beyond the refcount table) ends there, since that
+ * range's new block will take its first cluster, and the shorter run is
+ * returned when @got allows it. Their refcounts become 1 in the cache. The
+ * caller writes what they hold before any table references them, and gives
+ * them back with qcow2_rc_update(-1) if that fails.
  *
  * Return: 0, -ENOSPC (the image would outgrow the format's limits), or an
  * I/O error.
  */
-int qcow2_alloc_clusters(struct qcow2_image *img, u32 n, u64 *off)
+int qcow2_alloc_clusters(struct qcow2_image *img, u32 n, u64 *off, u32 *got)
 {
 	u32 cb = img->h.cluster_bits;
 	u32 eb = rb_entry_bits(img);
@@ -377,32 +381,37 @@ int qcow2_alloc_clusters(struct qcow2_image *img, u32 n, u64 *off)
 		return -EINVAL;
 	/* Cluster 0 is the header: never free, never scanned. */
 	if (!cl)
-		cl = start = 1;
+		cl = 1;
+	start = cl;
 	while (run < n) {
 		u64 rt_idx = cl >> eb, v;
 
 		if (cl >= max_cl)
 			return -ENOSPC;
-		if (rt_idx >= img->rt_entries) {
-			/* The table being placed does not fit the new one. */
+		if (rt_idx >= img->rt_entries ||
+		    !(be64_to_cpu(img->rt[rt_idx]) & QCOW2_L1E_OFFSET_MASK)) {
+			if (run && got)
+				break;
+			if (rt_idx < img->rt_entries) {
+				ret = rb_create(img, rt_idx, cl);
+				if (ret)
+					return ret;
+				cl++;
+				start = cl;
+				run = 0;
+				continue;
+			}
+			/* A table being placed must fit the table it grew to. */
 			if (img->rt_moving)
 				return -ENOSPC;
 			ret = rt_grow(img, rt_idx);
 			if (ret)
 				return ret;
 			/* The new table took clusters: start over. */
-			cl = start = img->free_hint ? img->free_hint : 1;
-			run = 0;
-			first_free = ~0ULL;
-			continue;
-		}
-		if (!(be64_to_cpu(img->rt[rt_idx]) & QCOW2_L1E_OFFSET_MASK)) {
-			ret = rb_create(img, rt_idx, cl);
-			if (ret)
-				return ret;
-			cl++;
+			cl = img->free_hint ? img->free_hint : 1;
 			start = cl;
 			run = 0;
+			first_free = ~0ULL;
 			continue;
 		}
 		ret = qcow2_rc_get(img, cl, &v);
@@ -418,17 +427,66 @@ int qcow2_alloc_clusters(struct qcow2_image *img, u32 n, u64 *off)
 		}
 		run++;
 	}
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < run; i++) {
 		ret = rc_set(img, start + i, 1);
 		if (ret)
 			return ret;
 	}
 	/* The scan began at free_hint: everything before first_free is used. */
-	img->free_hint = first_free != ~0ULL ? first_free : start + n;
+	img->free_hint = first_free != ~0ULL ? first_free : start + run;
 	*off = start << cb;
-	if (*off + ((u64)n << cb) > img->alloc_end)
-		img->alloc_end = *off + ((u64)n << cb);
-	img->ws.alloc_clusters += n;
+	if (got)
+		*got = run;
+	if (*off + ((u64)run << cb) > img->alloc_end)
+		img->alloc_end = *off + ((u64)run << cb);
+	img->ws.alloc_clusters += run;
+	return 0;
+}
+
+/*
+ * Place a new refcount table of @t clusters at the end of the image, with
+ * the refcount blocks its own clusters need right behind it: the blocks for
+ * ranges [E, E + t + k) that have none, k found by iteration. Beyond
+ * alloc_end nothing is allocated, so no range there has a block yet.
+ */
+static int rt_place(struct qcow2_image *img, u64 t, u64 *table_off)
+{
+	u32 cb = img->h.cluster_bits, eb = rb_entry_bits(img);
+	u64 e = img->alloc_end >> cb, k = 0, need, r, x, blk;
+	int ret;
+
+	for (;;) {
+		need = 0;
+		for (r = e >> eb; r <= (e + t + k - 1) >> eb; r++) {
+			if (r >= img->rt_entries)
+				return -ENOSPC;
+			if (!(be64_to_cpu(img->rt[r]) & QCOW2_L1E_OFFSET_MASK))
+				need++;
+		}
+		if (need == k)
+			break;
+		k = need;
+	}
+	blk = e + t;
+	for (r = e >> eb; r <= (e + t + k - 1) >> eb; r++) {
+		if (be64_to_cpu(img->rt[r]) & QCOW2_L1E_OFFSET_MASK)
+			continue;
+		ret = qcow2_zero_clusters_on_disk(img, blk << cb, 1ULL << cb,
+						  QCOW2_OL_REFBLOCK);
+		if (ret)
+			return ret;
+		cache_forget_cluster(img, &img->rc, blk << cb);
+		img->rt[r] = cpu_to_be64(blk << cb);
+		blk++;
+	}
+	img->alloc_end = (e + t + k) << cb;
+	for (x = e; x < e + t + k; x++) {
+		ret = rc_set(img, x, 1);
+		if (ret)
+			return ret;
+	}
+	img->ws.alloc_clusters += t + k;
+	*table_off = e << cb;
 	return 0;
 }
 
@@ -441,27 +499,24 @@ int qcow2_alloc_clusters(struct qcow2_image *img, u32 n, u64 *off)
  */
 static int rt_grow(struct qcow2_image *img, u64 need_idx)
 {
-	u32 cb = img->h.cluster_bits;
+	u32 cb = img->h.cluster_bits, eb = rb_entry_bits(img);
 	u64 old_off = img->h.refcount_table_offset;
 	u32 old_clusters = img->h.refcount_table_clusters;
-	u64 need_bytes = (need_idx + 1) * sizeof(u64);
-	u64 new_clusters, new_off = 0;
+	u64 new_clusters, new_off = 0, cover;
 	__be64 *old_rt = img->rt, *new_rt;
 	u32 old_entries = img->rt_entries;
 	int ret;
 
+	/* Room for @need_idx, for the table itself and its blocks, and more. */
+	cover = max_t(u64, need_idx, (img->alloc_end >> cb >> eb) + 1) + 1;
 	new_clusters = max_t(u64, 2ULL * old_clusters,
-			     ((need_bytes + (1ULL << cb) - 1) >> cb) + 1);
+			     ((cover * sizeof(u64) + (1ULL << cb) - 1) >> cb) + 1);
 	if (new_clusters << cb > QCOW2_MAX_REFTABLE_BYTES)
 		new_clusters = QCOW2_MAX_REFTABLE_BYTES >> cb;
-	if (new_clusters <= old_clusters || (new_clusters << cb) < need_bytes) {
+	if (new_clusters <= old_clusters ||
+	    (new_clusters << cb) < cover * sizeof(u64)) {
 		qcow2_log_ratelimited("refcount table cannot grow beyond %u bytes",
 				      QCOW2_MAX_REFTABLE_BYTES);
-		return -ENOSPC;
-	}
-	if (new_clusters > QCOW2_MAX_ALLOC_RUN) {
-		qcow2_log_ratelimited("refcount table of %llu clusters is too large to place",
-				      new_clusters);
 		return -ENOSPC;
 	}
 	ret = qcow2_meta_flush(img);
@@ -476,18 +531,17 @@ static int rt_grow(struct qcow2_image *img, u64 need_idx)
 	img->rt_entries = (new_clusters << cb) / sizeof(u64);
 	img->rt_moving = true;
 
-	ret = qcow2_alloc_clusters(img, new_clusters, &new_off);
-	if (ret)
+	ret = rt_place(img, new_clusters, &new_off);
+	if (ret == -ENOSPC)
 		goto undo;
-	ret = qcow2_rc_writeback(img);
-	if (ret)
-		goto fail;
-	ret = qcow2_overlap_check(img, QCOW2_OL_REFTABLE, new_off,
-				  new_clusters << cb);
-	if (ret)
-		goto fail;
+	if (!ret)
+		ret = qcow2_rc_writeback(img);
+	if (!ret)
+		ret = qcow2_overlap_check(img, QCOW2_OL_REFTABLE, new_off,
+					  new_clusters << cb);
 	/* The table is written after every block it names is durable. */
-	ret = qcow2_io_flush(&img->io);
+	if (!ret)
+		ret = qcow2_io_flush(&img->io);
 	if (!ret)
 		ret = img->io.pwrite(img->io.priv, new_rt, new_clusters << cb,
 				     new_off);
@@ -504,7 +558,8 @@ static int rt_grow(struct qcow2_image *img, u64 need_idx)
 	if (ret)
 		goto fail;
 	img->rt_moving = false;
-	img->rt_dirty_lo = img->rt_dirty_hi = 0;
+	img->rt_dirty_lo = 0;
+	img->rt_dirty_hi = 0;
 	qcow2_free(old_rt);
 	return qcow2_free_later(img, old_off, (u64)old_clusters << cb, false);
 
@@ -548,7 +603,8 @@ int qcow2_rt_writeback(struct qcow2_image *img)
 		qcow2_write_fail(img, ret, "writing the refcount table");
 		return ret;
 	}
-	img->rt_dirty_lo = img->rt_dirty_hi = 0;
+	img->rt_dirty_lo = 0;
+	img->rt_dirty_hi = 0;
 	return 0;
 }
 

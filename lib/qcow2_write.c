@@ -88,7 +88,7 @@ static int l2_make_writable(struct qcow2_image *img, u64 l1_idx, u64 old_off)
 	u64 new_off, key;
 	int ret;
 
-	ret = qcow2_alloc_clusters(img, 1, &new_off);
+	ret = qcow2_alloc_clusters(img, 1, &new_off, NULL);
 	if (ret)
 		return ret;
 	if (old_off) {
@@ -151,12 +151,12 @@ static int w_slice(struct qcow2_image *img, u64 cl, bool make, u64 *slice_off,
 	entry = be64_to_cpu(img->l1[l1_idx]);
 	ret = qcow2_l1_entry_decode(h, entry, &l2_off);
 	if (ret) {
-		qcow2_log_ratelimited("L1 table at %#llx, index %llu: entry %#llx: reserved bits set or misaligned",
+		qcow2_log_ratelimited("L1 table at %#llx, index %llu: bad entry %#llx",
 				      h->l1_table_offset, l1_idx, entry);
 		return ret;
 	}
 	if (l2_off >= img->alloc_end) {
-		qcow2_log_ratelimited("L1 table at %#llx, index %llu: L2 table %#llx beyond end of file",
+		qcow2_log_ratelimited("L1 table at %#llx, index %llu: L2 %#llx past EOF",
 				      h->l1_table_offset, l1_idx, l2_off);
 		return -EUCLEAN;
 	}
@@ -194,7 +194,7 @@ static int w_decode(struct qcow2_image *img, u64 entry, u64 bitmap, u32 sc,
 	int ret = qcow2_l2_entry_decode(&img->h, entry, bitmap, sc, d);
 
 	if (ret)
-		qcow2_log_ratelimited("L2 entry of guest cluster %llu: %#llx (bitmap %#llx): invalid",
+		qcow2_log_ratelimited("L2 entry of guest cluster %llu: bad %#llx/%#llx",
 				      cl, entry, bitmap);
 	return ret;
 }
@@ -297,14 +297,17 @@ static void w_unalloc(struct qcow2_image *img, u64 host, u64 len)
 	qcow2_mutex_unlock(&img->l2c_lock);
 }
 
-/* Host clusters for @n guest clusters from @cl: allocated, or identity. */
-static int w_alloc(struct qcow2_image *img, u64 cl, u32 n, u64 *host)
+/*
+ * Host clusters for up to *n guest clusters from @cl: allocated (maybe
+ * fewer, *n updated), or the same offsets in a data file.
+ */
+static int w_alloc(struct qcow2_image *img, u64 cl, u32 *n, u64 *host)
 {
 	if (img->has_data_file) {
 		*host = cl << img->h.cluster_bits;
 		return 0;
 	}
-	return qcow2_alloc_clusters(img, n, host);
+	return qcow2_alloc_clusters(img, *n, host, n);
 }
 
 static void w_grow_file(struct qcow2_image *img, u64 end)
@@ -315,20 +318,25 @@ static void w_grow_file(struct qcow2_image *img, u64 end)
 
 /* Whole-cluster allocation of @n clusters from @cl; the write is [off, +wlen). */
 static int step_full(struct qcow2_image *img, u64 cl, u32 n, u64 off, u64 wlen,
-		     const struct qcow2_wsrc *src)
+		     const struct qcow2_wsrc *src, u64 *done)
 {
 	u32 cb = img->h.cluster_bits;
-	u64 start = cl << cb, run = (u64)n << cb;
-	u32 hl = off - start;
-	u32 tl = start + run - (off + wlen);
+	u64 start = cl << cb, run;
+	u32 hl = off - start, tl;
 	u64 host, slice_off;
 	u8 *data;
 	u32 idx, i, epsb = w_slice_entry_bits(&img->h);
 	int ret;
 
-	ret = w_alloc(img, cl, n, &host);
+	ret = w_alloc(img, cl, &n, &host);
 	if (ret)
 		return ret;
+	/* A shorter run: this step writes only what it covers. */
+	run = (u64)n << cb;
+	if (off + wlen > start + run)
+		wlen = start + run - off;
+	*done = wlen;
+	tl = start + run - (off + wlen);
 	qcow2_mutex_unlock(&img->l2c_lock);
 
 	ret = 0;
@@ -418,7 +426,9 @@ static int step_sub(struct qcow2_image *img, u64 cl, const struct wclass *w,
 			tl = B - b;
 	}
 	if (fresh) {
-		ret = w_alloc(img, cl, 1, &host);
+		u32 one = 1;
+
+		ret = w_alloc(img, cl, &one, &host);
 		if (ret)
 			return ret;
 	}
@@ -520,8 +530,7 @@ static int write_step(struct qcow2_image *img, u64 off, u64 len,
 				break;
 			pos += nb;
 		}
-		*done = pos - off;
-		return step_full(img, cl, k, off, *done, src);
+		return step_full(img, cl, k, off, pos - off, src, done);
 	default:
 		*done = b - a;
 		return step_sub(img, cl, &w, off, *done,

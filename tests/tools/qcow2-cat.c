@@ -26,17 +26,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
-#include <zstd.h>
-
-#include "qcow2.h"
+#include "qimg.h"
 
 /* Bytes moved per read/write. */
 #define CAT_BUF_BYTES		(1024U * 1024)
 /* Layers of a chain this tool opens: the image and its backing files. */
 #define CAT_MAX_LAYERS		16
-/* Raw deflate with a 4 KiB window, as QEMU writes compressed clusters. */
-#define CAT_DEFLATE_WBITS	(-12)
 
 struct cat {
 	const char *image;
@@ -64,34 +59,11 @@ static void die(const struct cat *c, const char *fmt, const char *detail)
 	exit(1);
 }
 
-/* Read @len bytes at @off; bytes past the end of the file read as zero. */
-static int pread_full(int fd, void *buf, size_t len, u64 off)
-{
-	u8 *p = buf;
-
-	while (len) {
-		ssize_t n = pread(fd, p, len, off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0) {
-			memset(p, 0, len);
-			return 0;
-		}
-		p += n;
-		len -= n;
-		off += n;
-	}
-	return 0;
-}
-
 static int cat_pread(void *priv, void *buf, size_t len, u64 off)
 {
 	const int *fd = priv;
 
-	return pread_full(*fd, buf, len, off);
+	return qimg_pread_full(*fd, buf, len, off);
 }
 
 static void out_write(struct cat *c, const void *buf, size_t len)
@@ -126,46 +98,6 @@ static void out_zeroes(struct cat *c, u64 len)
 	}
 }
 
-static int inflate_cluster(const u8 *in, size_t in_len, u8 *out,
-			   size_t out_len)
-{
-	z_stream s;
-	int ret;
-
-	memset(&s, 0, sizeof(s));
-	if (inflateInit2(&s, CAT_DEFLATE_WBITS) != Z_OK)
-		return -1;
-	s.next_in = (u8 *)in;
-	s.avail_in = in_len;
-	s.next_out = out;
-	s.avail_out = out_len;
-	ret = inflate(&s, Z_FINISH);
-	inflateEnd(&s);
-	/* The input may run on into the next cluster: a full output is it. */
-	if ((ret == Z_STREAM_END || ret == Z_BUF_ERROR) && s.avail_out == 0)
-		return 0;
-	return -1;
-}
-
-static int unzstd_cluster(ZSTD_DCtx *z, const u8 *in, size_t in_len, u8 *out,
-			  size_t out_len)
-{
-	ZSTD_inBuffer ib = { .src = in, .size = in_len };
-	ZSTD_outBuffer ob = { .dst = out, .size = out_len };
-
-	ZSTD_DCtx_reset(z, ZSTD_reset_session_only);
-	while (ob.pos < ob.size) {
-		size_t in_pos = ib.pos, out_pos = ob.pos;
-		size_t r = ZSTD_decompressStream(z, &ob, &ib);
-
-		if (ZSTD_isError(r) || r == 0)
-			break;
-		if (ib.pos == in_pos && ob.pos == out_pos)
-			break;
-	}
-	return ob.pos == ob.size ? 0 : -1;
-}
-
 static void cat_compressed(struct cat *c, const struct qcow2_extent *e,
 			   int fd, const struct qcow2_header *h, u64 key)
 {
@@ -173,14 +105,14 @@ static void cat_compressed(struct cat *c, const struct qcow2_extent *e,
 	int ret;
 
 	if (c->cluster_key != key) {
-		if (pread_full(fd, c->cbuf, e->comp_bytes, e->comp_off))
+		if (qimg_pread_full(fd, c->cbuf, e->comp_bytes, e->comp_off))
 			die(c, "read failed: %s", strerror(errno));
 		if (h->compression_type == QCOW2_COMPRESSION_ZSTD)
-			ret = unzstd_cluster(c->zstd, c->cbuf, e->comp_bytes,
-					     c->cluster, cs);
+			ret = qimg_unzstd(c->zstd, c->cbuf, e->comp_bytes,
+					  c->cluster, cs);
 		else
-			ret = inflate_cluster(c->cbuf, e->comp_bytes,
-					      c->cluster, cs);
+			ret = qimg_inflate(c->cbuf, e->comp_bytes,
+					   c->cluster, cs);
 		if (ret)
 			die(c, "%s", "cannot decompress a compressed cluster");
 		c->cluster_key = key;
@@ -196,7 +128,7 @@ static void cat_data(struct cat *c, const struct qcow2_extent *e, int fd)
 		size_t n = e->len - done < CAT_BUF_BYTES ? e->len - done :
 							   CAT_BUF_BYTES;
 
-		if (pread_full(fd, c->buf, n, e->host_off + done))
+		if (qimg_pread_full(fd, c->buf, n, e->host_off + done))
 			die(c, "read failed: %s", strerror(errno));
 		out_write(c, c->buf, n);
 		done += n;
@@ -302,7 +234,7 @@ static void cat_open_chain(struct cat *c, char **backing,
 				    strerror(errno));
 		}
 		if (fstat(c->layer_fd[i], &st) ||
-		    pread_full(c->layer_fd[i], magic, sizeof(magic), 0))
+		    qimg_pread_full(c->layer_fd[i], magic, sizeof(magic), 0))
 			die(c, "cannot read a layer: %s", strerror(errno));
 		d[i].format = memcmp(magic, "QFI\xfb", 4) ? QCOW2_LAYER_RAW :
 							    QCOW2_LAYER_QCOW2;
