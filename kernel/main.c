@@ -628,6 +628,7 @@ static void qcow2blk_dev_destroy(struct qcow2blk_dev *dev)
 	del_gendisk(dev->disk);
 	/* No request is left in flight once the disk is gone. */
 	qcow2blk_dev_final_flush(dev);
+	pr_info("qcow2blk: %s: detached\n", dev->disk->disk_name);
 	put_disk(dev->disk);
 	blk_mq_free_tag_set(&dev->tag_set);
 	destroy_workqueue(dev->wq);
@@ -667,7 +668,6 @@ int qcow2blk_dev_detach(int index)
 
 	xa_erase(&qcow2blk_devs, index);
 	qcow2blk_nl_event(QCOW2BLK_EVENT_DETACHED, dev);
-	pr_info("qcow2blk: %s: detached\n", dev->disk->disk_name);
 	qcow2blk_dev_destroy(dev);
 	return 0;
 }
