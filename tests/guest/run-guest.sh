@@ -221,6 +221,18 @@ make_chain_images() (
 step chain-images "$work/chain-images.log" make_chain_images || finish
 step layer-images "$work/layer-images.log" bash "$top/tests/lib/images-layers.sh" "$stage/data/layers" || finish
 
+# Images and QEMU references for the write tests (test_write_*), made only
+# when one of them is to run.
+want_write=0
+[ $# -eq 0 ] && want_write=1
+for t in "$@"; do
+	case $t in test_write_*) want_write=1 ;; esac
+done
+if [ "$want_write" = 1 ] && [ -f "$top/tests/lib/images-write.sh" ]; then
+	step write-images "$work/write-images.log" \
+		bash "$top/tests/lib/images-write.sh" "$stage/data/write" || finish
+fi
+
 # ---- boot -------------------------------------------------------------
 
 vng_args=(--run "$kernel" --disable-kvm --cpus 2 --memory 4G
