@@ -256,6 +256,23 @@ while read -r status name; do
 	esac
 done <"$results/results" 2>/dev/null
 
+# A few crash tests (tests/crash/run.sh, one boot each) after a full run:
+# QB_CRASH_COUNT of them, default 2; 0 for none. They take no lock of their
+# own: whoever runs this script holds the guest lock, if any.
+ncrash=${QB_CRASH_COUNT:-2}
+if [ $# -eq 0 ] && [ "$ncrash" -gt 0 ] && [ -f "$top/tests/crash/run.sh" ]; then
+	echo "run-guest: $ncrash crash tests"
+	QB_GUEST_LOCK= QB_NO_BUILD=1 QB_WORKDIR=$work \
+		bash "$top/tests/crash/run.sh" -n "$ncrash" -k "$kver" \
+		>"$work/crash.log" 2>&1
+	while read -r status name rest; do
+		rest=${rest#(}
+		case $status in
+		PASS | FAIL | SKIP) result "$status" "$name" "${rest%)}" ;;
+		esac
+	done <"$work/crash.log"
+fi
+
 if [ ! -f "$results/done" ]; then
 	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
 		result FAIL guest "timed out after ${guest_timeout}s"

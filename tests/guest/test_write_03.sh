@@ -13,21 +13,29 @@ d=$QB_DATA/write
 [ -d "$d" ] || t_skip "no write directory $d"
 command -v mkfs.xfs >/dev/null || t_skip "mkfs.xfs not installed"
 
+ext4img=$d/write03-ext4.qcow2
+xfsimg=$QB_SCRATCH/write03-xfs.qcow2
+qemu-img create -q -f qcow2 -o compat=1.1 "$ext4img" 256M
+qemu-img create -q -f qcow2 -o compat=1.1 "$xfsimg" 512M
+need_write "$ext4img"
+
 src=$QB_SCRATCH/write03-src
 sums=$QB_SCRATCH/write03.sums
 rm -rf "$src"
 mkdir -p "$src"
-# About 40 MB: sizes from empty to 2 MiB, odd lengths, nested directories,
+# About 25 MB: sizes from empty to 1 MiB, odd lengths, nested directories,
 # a hard link and a symbolic link.
 python3 - "$src" <<'PY'
 import os, random, sys
 
 top = sys.argv[1]
 r = random.Random(1234)
-for i in range(240):
+for i in range(160):
     d = os.path.join(top, "d%02d" % (i % 12), "s%d" % (i % 3))
     os.makedirs(d, exist_ok=True)
-    n = r.choice([0, 1, 511, 4096, 5000, 65536, 100003, 300000, 2 << 20])
+    n = r.choice([0, 1, 511, 4096, 5000, 65536, 100003, 300000])
+    if i % 10 == 9:
+        n = (1 << 20) - 512 * (i % 7)
     with open(os.path.join(d, "f%03d.bin" % i), "wb") as f:
         f.write(r.randbytes(n))
 os.link(os.path.join(top, "d00/s0/f000.bin"), os.path.join(top, "hardlink"))
@@ -96,11 +104,6 @@ fs() {
 	rm -f "$img"
 }
 
-ext4img=$d/write03-ext4.qcow2
-xfsimg=$QB_SCRATCH/write03-xfs.qcow2
-qemu-img create -q -f qcow2 -o compat=1.1 "$ext4img" 256M
-qemu-img create -q -f qcow2 -o compat=1.1 "$xfsimg" 512M
-need_write "$ext4img"
 fs ext4 "$ext4img"
 fs xfs "$xfsimg"
 rm -rf "$src" "$sums"
