@@ -3,7 +3,8 @@
 #
 # guest.sh STAGE DIR SEED CLUSTER MODE DELAY: the guest half of one crash
 # test (tests/crash/run.sh). Loads the module, attaches DIR/crash.qcow2
-# read-write and runs writer.py on it, logging to DIR/log. MODE "kill": the
+# read-write (or DIR/crash.img with loop, for run.sh -L) and runs
+# writer.py on it, logging to DIR/log. MODE "kill": the
 # host kills QEMU; MODE "sysrq": DELAY seconds after the first completed
 # write the guest reboots itself at once (sysrq b, no sync). DIR/status
 # says how far it got.
@@ -16,13 +17,22 @@ status() {
 	echo "$*" >>"$dir/status"
 }
 
-if ! out=$(insmod "$stage/qcow2blk.ko" 2>&1); then
-	status "insmod-failed $out"
-	exit 1
-fi
-if ! dev=$("$stage/qcow2ctl" attach --show "$dir/crash.qcow2" 2>&1); then
-	status "attach-failed $dev"
-	exit 1
+if [ -f "$dir/crash.img" ]; then
+	# The runner's self-check (run.sh -L): a raw image on loop.
+	modprobe loop 2>/dev/null
+	if ! dev=$(losetup -f --show --direct-io=on "$dir/crash.img" 2>&1); then
+		status "losetup-failed $dev"
+		exit 1
+	fi
+else
+	if ! out=$(insmod "$stage/qcow2blk.ko" 2>&1); then
+		status "insmod-failed $out"
+		exit 1
+	fi
+	if ! dev=$("$stage/qcow2ctl" attach --show "$dir/crash.qcow2" 2>&1); then
+		status "attach-failed $dev"
+		exit 1
+	fi
 fi
 udevadm settle --timeout=30 2>/dev/null
 status "attached $dev"

@@ -28,6 +28,8 @@ def parse(path):
                     ops[int(w[1])] = (w[2], int(w[3]), int(w[4]), int(w[5]))
                 elif w[0] == "D":
                     done.add(int(w[1]))
+                elif w[0] == "X":
+                    del ops[int(w[1])]
             except (UnicodeDecodeError, IndexError, ValueError):
                 continue        # a torn last line
     return size, ops, done

@@ -6,10 +6,13 @@ to block device DEV until killed (or SECONDS pass), for the crash tests.
 DEV is opened with O_DIRECT | O_DSYNC, so a write returns only once the
 device has made it durable. Before each operation a line
 "B seq op offset length seed" is appended to LOG and fsync'd; after the
-operation returns, "D seq". op is w (data from random.Random(seed), see
+operation returns, "D seq"; "X seq" if the device refused it as
+unsupported (a discard where the device has none: the writer then stops
+discarding). op is w (data from random.Random(seed), see
 payload()), z (BLKZEROOUT) or d (BLKDISCARD of whole clusters, so it must
 read as zeroes afterwards). verify.py replays the log against the image.
 """
+import errno
 import fcntl
 import mmap
 import os
@@ -38,6 +41,7 @@ def main():
     buf = mmap.mmap(-1, 1 << 20)
     end = time.monotonic() + limit
     seq = 0
+    can_discard = True
 
     def note(line):
         os.write(lfd, (line + "\n").encode())
@@ -50,7 +54,7 @@ def main():
         if pick < 0.08:
             op = "z"
             length = r.choice([512, 4096, cluster, 2 * cluster])
-        elif pick < 0.13:
+        elif pick < 0.13 and can_discard:
             op = "d"
             length = cluster * r.choice([1, 2, 4])
         else:
@@ -70,7 +74,14 @@ def main():
                 sys.exit("short write at %d: %d of %d" % (off, done, length))
         else:
             req = BLKZEROOUT if op == "z" else BLKDISCARD
-            fcntl.ioctl(fd, req, struct.pack("QQ", off, length))
+            try:
+                fcntl.ioctl(fd, req, struct.pack("QQ", off, length))
+            except OSError as e:
+                if op != "d" or e.errno != errno.EOPNOTSUPP:
+                    raise
+                note("X %d" % seq)
+                can_discard = False
+                continue
             # The ioctls are not covered by O_DSYNC.
             os.fsync(fd)
         note("D %d" % seq)

@@ -68,6 +68,10 @@ for target in l1 reftable; do
 		t_fail "$target: the write succeeded: $out"
 	fi
 	t_check "$target: device is read-only now" test "$(ro_state "$dev")" = 1
+	t_log "$target: qcow2ctl list RO $(qcow2ctl list -n --raw -O ro "$dev"), write_error $(sysfs_attr "$dev" write_error), overlaps $(sysfs_attr "$dev" overlaps)"
+	if n=$(sysfs_attr "$dev" overlaps); then
+		t_check "$target: sysfs overlaps counts it ($n)" test "$n" -ge 1
+	fi
 	log=$(dmesg_since "write05 $target")
 	if grep -qi overlap <<<"$log"; then
 		t_pass "$target: kernel log: $(grep -i overlap <<<"$log" | head -1)"
