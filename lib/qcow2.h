@@ -327,6 +327,7 @@ struct qcow2_cache {
 	u32 slot_bytes;			/* bytes per slot */
 	u32 nr_slots;			/* capacity */
 	u32 nr_used;			/* slots holding a key */
+	u32 nr_dirty;			/* slots marked dirty */
 	u32 nr_buckets;			/* hash buckets, power of two */
 	struct qcow2_cache_slot *slots;	/* nr_slots entries */
 	s32 *buckets;			/* index of first slot, -1 if none */
@@ -347,6 +348,8 @@ struct qcow2_cache {
 #define QCOW2_L2C_MAX_BYTES		QCOW2_CACHE_MAX_BYTES
 
 /* ---- Image and mapping ---------------------------------------------- */
+
+#define QCOW2_ZERO_BUF_BYTES		4096U
 
 /* Refcount block cache: slices of min(cluster, 4 KiB), as the L2 cache. */
 #define QCOW2_RC_DEFAULT_BYTES		(256U << 10)
@@ -406,6 +409,7 @@ struct qcow2_image {
 	__be64 *rt;			/* refcount table, rt_entries */
 	u32 rt_entries;
 	u32 rt_dirty_lo, rt_dirty_hi;	/* dirty entries [lo, hi) */
+	bool rt_moving;			/* rt is a new table not yet in use */
 	u32 l1_dirty_lo, l1_dirty_hi;	/* dirty L1 entries [lo, hi); l2c_lock */
 	struct qcow2_cache rc;		/* refcount block slices */
 	u64 free_hint;			/* lowest cluster index maybe free */
@@ -413,7 +417,10 @@ struct qcow2_image {
 	struct qcow2_pending_free *frees;
 	u32 nr_frees, max_frees;
 	u8 *cow_head, *cow_tail;	/* cluster_size each, for COW */
-	u8 *zero_buf;			/* slice of zeroes */
+	u8 *zero_buf;			/* QCOW2_ZERO_BUF_BYTES of zeroes */
+	u8 *hdr_buf;			/* first 512 bytes of the image file */
+	u64 *meta_ranges;		/* snapshot table and L1s: off, len pairs */
+	u32 nr_meta_ranges;
 	struct qcow2_write_stats ws;
 };
 
@@ -631,6 +638,7 @@ struct qcow2_snapshot {
 	u32 date_sec;
 	u32 date_nsec;
 	u64 vm_clock_nsec;
+	u64 entry_end;			/* byte after this table entry */
 	char id[QCOW2_SNAPSHOT_STR_BYTES];	/* NUL-terminated, truncated */
 	char name[QCOW2_SNAPSHOT_STR_BYTES];	/* NUL-terminated, truncated */
 	const u8 *raw_id;		/* whole ID, valid during a walk only */
@@ -725,6 +733,12 @@ u8 *qcow2_cache_lookup(struct qcow2_cache *c, u64 key);
 u8 *qcow2_cache_reserve(struct qcow2_cache *c, s32 *slot);
 void qcow2_cache_publish(struct qcow2_cache *c, s32 slot, u64 key);
 void qcow2_cache_unreserve(struct qcow2_cache *c, s32 slot);
+u8 *qcow2_cache_lookup_dirty(struct qcow2_cache *c, u64 key);
+int qcow2_cache_writeback(struct qcow2_cache *c,
+			  int (*fn)(void *arg, u64 key, const u8 *data,
+				    u32 bytes),
+			  void *arg);
+bool qcow2_cache_drop(struct qcow2_cache *c, u64 key);
 
 /**
  * qcow2_l2c_slices_for() - slices a cache of @bytes holds for @img
@@ -737,6 +751,46 @@ void qcow2_cache_unreserve(struct qcow2_cache *c, s32 slot);
 u64 qcow2_l2c_cover_bytes(const struct qcow2_image *img);
 
 u32 qcow2_l2c_slices_for(const struct qcow2_image *img, u64 bytes);
+
+/* Write path internals (qcow2_refcount.c, qcow2_meta.c), writer context. */
+#define QCOW2_MAX_ALLOC_RUN		4096U	/* clusters per allocation */
+#define QCOW2_MAX_PENDING_FREES		1024U
+/* Tables longer than this are not scanned by the overlap check. */
+#define QCOW2_OVERLAP_SCAN_MAX		65536U
+
+/* What a metadata write is about to hold, for the overlap check. */
+enum {
+	QCOW2_OL_DATA,
+	QCOW2_OL_HEADER,
+	QCOW2_OL_L1,
+	QCOW2_OL_REFTABLE,
+	QCOW2_OL_REFBLOCK,
+	QCOW2_OL_L2,
+	QCOW2_OL_SNAPSHOTS,
+};
+
+int qcow2_write_open(struct qcow2_image *img,
+		     const struct qcow2_open_opts *opts, struct qcow2_err *err);
+void qcow2_write_close(struct qcow2_image *img);
+int qcow2_refcount_open(struct qcow2_image *img, u64 rc_bytes,
+			struct qcow2_err *err);
+void qcow2_refcount_close(struct qcow2_image *img);
+int qcow2_rc_get(struct qcow2_image *img, u64 cl, u64 *val);
+int qcow2_rc_update(struct qcow2_image *img, u64 off, u64 len, int delta,
+		    bool punch);
+int qcow2_alloc_clusters(struct qcow2_image *img, u32 n, u64 *off);
+int qcow2_zero_clusters_on_disk(struct qcow2_image *img, u64 off, u64 len,
+				u32 kind);
+int qcow2_free_later(struct qcow2_image *img, u64 off, u64 len,
+		     bool data_file);
+int qcow2_apply_frees(struct qcow2_image *img);
+int qcow2_rc_writeback(struct qcow2_image *img);
+int qcow2_rt_writeback(struct qcow2_image *img);
+int qcow2_meta_flush(struct qcow2_image *img);
+int qcow2_header_write(struct qcow2_image *img);
+int qcow2_io_flush(const struct qcow2_io *io);
+int qcow2_overlap_check(struct qcow2_image *img, u32 kind, u64 off, u64 len);
+void qcow2_write_fail(struct qcow2_image *img, int err, const char *what);
 
 /**
  * __qcow2_l2c_get() - find or read one L2 slice

@@ -16,6 +16,12 @@
  * init allocates (they run on the I/O path); nr_buckets is a power of two
  * >= nr_slots, so chains stay short. Keys are multiples of 512.
  *
+ * Dirty slots: a writer may mark a slot in use as dirty. A dirty slot is
+ * never evicted: reserve takes the least recently used clean slot, and
+ * fails when every slot is dirty; the owner then writes the dirty slots back
+ * (qcow2_cache_writeback()) and retries. Writers keep enough slots clean
+ * that readers never meet that failure (see qcow2_write.c).
+ *
  * Lock: none of its own. The owner's lock guards the whole cache, including
  * the statistics; a buffer returned by lookup is valid only until that lock
  * is released, because any later reserve may evict it.
@@ -30,6 +36,7 @@
 struct qcow2_cache_slot {
 	u64 key;		/* lookup key; valid when in use */
 	u8 *data;		/* slot_bytes, from qcow2_alloc_io() */
+	bool dirty;		/* in use, changed since last written back */
 	s32 hash_next;		/* next slot in this bucket, or NONE */
 	s32 lru_prev;		/* more recently used slot, or NONE */
 	s32 lru_next;		/* less recently used (or next free) slot */
@@ -94,7 +101,10 @@ static s32 cache_find(const struct qcow2_cache *c, u64 key)
 	return i;
 }
 
-/* Take a slot for a new key: a free one, else evict the LRU tail. */
+/*
+ * Take a slot for a new key: a free one, else evict the least recently used
+ * clean one. NONE if every slot is dirty.
+ */
 static s32 cache_take_slot(struct qcow2_cache *c)
 {
 	s32 i = c->free_head;
@@ -105,6 +115,10 @@ static s32 cache_take_slot(struct qcow2_cache *c)
 		return i;
 	}
 	i = c->lru_tail;
+	while (i != QCOW2_CACHE_NONE && c->slots[i].dirty)
+		i = c->slots[i].lru_prev;
+	if (i == QCOW2_CACHE_NONE)
+		return i;
 	cache_lru_unlink(c, i);
 	cache_hash_remove(c, i);
 	c->nr_used--;
@@ -230,11 +244,13 @@ u8 *qcow2_cache_lookup(struct qcow2_cache *c, u64 key)
  *
  * Context: owner's lock held.
  * Return: the slot's buffer (slot_bytes), invisible to lookups until
- * published.
+ * published; NULL if every slot is dirty (nothing can be evicted).
  */
 u8 *qcow2_cache_reserve(struct qcow2_cache *c, s32 *slot)
 {
 	*slot = cache_take_slot(c);
+	if (*slot == QCOW2_CACHE_NONE)
+		return NULL;
 	return c->slots[*slot].data;
 }
 
@@ -267,4 +283,106 @@ void qcow2_cache_publish(struct qcow2_cache *c, s32 slot, u64 key)
 void qcow2_cache_unreserve(struct qcow2_cache *c, s32 slot)
 {
 	cache_put_free(c, slot);
+}
+
+/**
+ * qcow2_cache_lookup_dirty() - find @key and mark its slot dirty
+ * @c: cache, owner's lock held
+ * @key: key
+ *
+ * For a writer that changes the bytes of a cached slot: call it before
+ * changing them, with the lock held throughout.
+ *
+ * Context: owner's lock held.
+ * Return: the slot's buffer, or NULL if @key is not cached.
+ */
+u8 *qcow2_cache_lookup_dirty(struct qcow2_cache *c, u64 key)
+{
+	s32 i = cache_find(c, key);
+
+	if (i == QCOW2_CACHE_NONE)
+		return NULL;
+	if (!c->slots[i].dirty) {
+		c->slots[i].dirty = true;
+		c->nr_dirty++;
+	}
+	if (c->lru_head != i) {
+		cache_lru_unlink(c, i);
+		cache_lru_push_head(c, i);
+	}
+	return c->slots[i].data;
+}
+
+/**
+ * qcow2_cache_writeback() - write every dirty slot and mark it clean
+ * @c: cache, owner's lock held
+ * @fn: writes one slot: (arg, key, data, bytes); 0 or -errno
+ * @arg: for @fn
+ *
+ * Slots are written in ascending key order, so neighbouring slices of one
+ * table go out as sequential writes. A slot whose write fails stays dirty.
+ *
+ * Context: owner's lock held; @fn may sleep.
+ * Return: 0, or the first error of @fn (every slot is still attempted).
+ */
+int qcow2_cache_writeback(struct qcow2_cache *c,
+			  int (*fn)(void *arg, u64 key, const u8 *data,
+				    u32 bytes),
+			  void *arg)
+{
+	u64 last = 0;
+	bool first = true;
+	int ret = 0;
+
+	/* Selection by ascending key: O(dirty * slots), dirty stays small. */
+	while (c->nr_dirty) {
+		s32 best = QCOW2_CACHE_NONE;
+		u32 i;
+		int r;
+
+		for (i = 0; i < c->nr_slots; i++) {
+			struct qcow2_cache_slot *s = &c->slots[i];
+
+			if (!s->dirty || (!first && s->key <= last))
+				continue;
+			if (best == QCOW2_CACHE_NONE || s->key < c->slots[best].key)
+				best = i;
+		}
+		if (best == QCOW2_CACHE_NONE)
+			break;
+		first = false;
+		last = c->slots[best].key;
+		r = fn(arg, last, c->slots[best].data, c->slot_bytes);
+		if (r) {
+			if (!ret)
+				ret = r;
+			continue;
+		}
+		c->slots[best].dirty = false;
+		c->nr_dirty--;
+	}
+	return ret;
+}
+
+/**
+ * qcow2_cache_drop() - forget @key if it is cached and clean
+ * @c: cache, owner's lock held
+ * @key: key
+ *
+ * Context: owner's lock held.
+ * Return: true if @key is no longer cached.
+ */
+bool qcow2_cache_drop(struct qcow2_cache *c, u64 key)
+{
+	s32 i = cache_find(c, key);
+
+	if (i == QCOW2_CACHE_NONE)
+		return true;
+	if (c->slots[i].dirty)
+		return false;
+	cache_lru_unlink(c, i);
+	cache_hash_remove(c, i);
+	c->nr_used--;
+	cache_put_free(c, i);
+	return true;
 }

@@ -10,9 +10,11 @@
  * result of that walk is kept in a mapping cache, a policy on the slot cache
  * (qcow2_cache.c): a slot holds every extent of one 64 KiB chunk of the guest
  * disk, each tagged with the layer that serves it. A warm read costs one hash
- * lookup whatever the depth. Entries never go stale: layers are read-only
- * while attached. A chunk with more extents than a slot holds is resolved
- * each time, not cached.
+ * lookup whatever the depth. The cache resolves the layers below the top
+ * only: the top layer may be writable and is always mapped live (one L2
+ * lookup), and only what it leaves unallocated goes to the cache. Entries
+ * never go stale: the lower layers are read-only while attached. A chunk
+ * with more extents than a slot holds is resolved each time, not cached.
  *
  * Memory: every layer's L2 cache gets an equal share of the configured L2
  * budget (at least its minimum); the L1 tables of all layers together are
@@ -47,15 +49,16 @@ struct qcow2_mc_slot {
 	((QCOW2_MC_SLOT_BYTES - sizeof(struct qcow2_mc_slot)) / \
 	 sizeof(struct qcow2_mc_ext))
 
-/* Resolve from @pos, at most @len bytes, walking down the layers. */
-static int chain_resolve(struct qcow2_chain *c, u64 pos, u64 len,
+/* Resolve from @pos, at most @len bytes, walking down from layer @first. */
+static int chain_resolve(struct qcow2_chain *c, u32 first, u64 pos, u64 len,
 			 struct qcow2_chain_extent *ce)
 {
 	u32 i;
 	int ret;
 
 	memset(ce, 0, sizeof(*ce));
-	for (i = 0; i < c->nr_layers; i++) {
+	ce->layer = first;
+	for (i = first; i < c->nr_layers; i++) {
 		struct qcow2_layer *l = &c->layers[i];
 
 		ce->layer = i;
@@ -97,7 +100,7 @@ static int chain_fill_slot(struct qcow2_chain *c, u64 start,
 
 		if (slot->nr == QCOW2_MC_MAX_EXTS)
 			return 0;
-		ret = chain_resolve(c, pos, end - pos, &ce);
+		ret = chain_resolve(c, 1, pos, end - pos, &ce);
 		if (ret)
 			return ret;
 		e = &slot->ext[slot->nr++];
@@ -150,10 +153,12 @@ static int chain_map_chunk(struct qcow2_chain *c, u64 pos, u64 len,
 	if (!slot) {
 		slot = (struct qcow2_mc_slot *)qcow2_cache_reserve(&c->mc,
 								   &nr);
+		if (!slot)
+			return chain_resolve(c, 1, pos, len, ce);
 		ret = chain_fill_slot(c, start, slot, &fits);
 		if (ret || !fits) {
 			qcow2_cache_unreserve(&c->mc, nr);
-			return ret ? ret : chain_resolve(c, pos, len, ce);
+			return ret ? ret : chain_resolve(c, 1, pos, len, ce);
 		}
 		qcow2_cache_publish(&c->mc, nr, start);
 	}
@@ -207,7 +212,13 @@ int qcow2_chain_map(struct qcow2_chain *c, u64 guest_off, u64 len,
 	}
 	len = min_t(u64, len, c->size - guest_off);
 	if (!c->mc.nr_slots)
-		return chain_resolve(c, guest_off, len, ce);
+		return chain_resolve(c, 0, guest_off, len, ce);
+
+	/* The top layer live; what it leaves unallocated from the cache. */
+	ret = qcow2_map(&c->layers[0].img, guest_off, len, &ce->ext);
+	if (ret || ce->ext.type != QCOW2_EXT_UNALLOC)
+		return ret;
+	len = ce->ext.len;
 
 	qcow2_mutex_lock(&c->mc_lock);
 	ret = chain_map_chunk(c, guest_off, len, ce);
@@ -276,6 +287,8 @@ static int chain_open_layer(struct qcow2_chain *c, u32 i,
 	struct qcow2_open_opts lo = {
 		.flags = QCOW2_OPEN_ALLOW_BACKING,
 		.snapshot = i ? NULL : opts->snapshot,
+		.rc_cache_bytes = i ? 0 : opts->rc_cache_bytes,
+		.data_io = i ? NULL : opts->data_io,
 	};
 	int ret;
 
@@ -286,6 +299,7 @@ static int chain_open_layer(struct qcow2_chain *c, u32 i,
 	}
 	if (d->has_data_file)
 		lo.flags |= QCOW2_OPEN_ALLOW_DATA_FILE;
+	/* Only the top layer is ever written. */
 	if (!i)
 		lo.flags |= opts->flags;
 	/*
@@ -313,6 +327,8 @@ static int chain_open_layer(struct qcow2_chain *c, u32 i,
 	}
 	if (ret)
 		qcow2_image_close(&l->img);
+	else
+		l->img.has_backing = i + 1 < c->nr_layers;
 	return ret;
 }
 

@@ -6,8 +6,10 @@
  * so a lookup reads at most one page of metadata however large the clusters
  * are, and the cache can be sized in small steps. A slice is keyed by its host
  * offset in the image file. When every slot holds a slice, the least
- * recently used one is evicted. The cache is read-only: the engine never
- * modifies a slice, so eviction never writes. A miss reads into a reserved
+ * recently used clean one is evicted. On a writable image the write path
+ * changes slices in place and marks them dirty; dirty slices are never
+ * evicted, only written back in order by qcow2_meta_flush(). A miss reads
+ * into a reserved
  * slot and publishes it only if the read succeeded, so a slot never holds
  * bytes that were not read.
  *
@@ -69,7 +71,8 @@ u32 qcow2_l2c_slices_for(const struct qcow2_image *img, u64 bytes)
  * @data: the slice's bytes (big-endian entries), valid until the lock drops
  *
  * Context: l2c_lock held; may sleep in qcow2_io::pread on a miss.
- * Return: 0 or the -errno of the read (the cache is unchanged then).
+ * Return: 0, -EAGAIN (every slot is dirty: the writer must write back
+ * first), or the -errno of the read (the cache is unchanged then).
  */
 int __qcow2_l2c_get(struct qcow2_image *img, u64 slice_off, const u8 **data)
 {
@@ -85,6 +88,9 @@ int __qcow2_l2c_get(struct qcow2_image *img, u64 slice_off, const u8 **data)
 		return 0;
 
 	buf = qcow2_cache_reserve(c, &slot);
+	/* Every slice dirty: only a writer can get here (see qcow2_write.c). */
+	if (!buf)
+		return -EAGAIN;
 	ret = img->io.pread(img->io.priv, buf, c->slot_bytes, slice_off);
 	if (ret) {
 		qcow2_cache_unreserve(c, slot);
@@ -101,10 +107,12 @@ int __qcow2_l2c_get(struct qcow2_image *img, u64 slice_off, const u8 **data)
  * @bytes: new size; rounded up to slices, at least QCOW2_L2C_MIN_SLICES,
  *         at most QCOW2_L2C_MAX_BYTES
  *
- * The new cache starts empty; the statistics carry over.
+ * The new cache starts empty; the statistics carry over. On a writable
+ * image the dirty slices are written back (ordered) first.
  *
- * Context: may sleep; takes l2c_lock, which the caller must not hold.
- * Return: 0, -ENOMEM (old cache kept).
+ * Context: may sleep; takes wlock (writable) and l2c_lock, which the caller
+ * must not hold.
+ * Return: 0, -ENOMEM or a write-back error (old cache kept).
  */
 int qcow2_l2c_resize(struct qcow2_image *img, u64 bytes)
 {
@@ -116,14 +124,23 @@ int qcow2_l2c_resize(struct qcow2_image *img, u64 bytes)
 	if (ret)
 		return ret;
 
+	/* A writable image writes its dirty slices back first. */
+	if (img->writable)
+		qcow2_mutex_lock(&img->wlock);
 	qcow2_mutex_lock(&img->l2c_lock);
-	old = img->l2c;
-	fresh.stats = old.stats;
-	img->l2c = fresh;
+	if (img->writable && img->l2c.nr_dirty)
+		ret = qcow2_meta_flush(img);
+	if (!ret) {
+		old = img->l2c;
+		fresh.stats = old.stats;
+		img->l2c = fresh;
+	}
 	qcow2_mutex_unlock(&img->l2c_lock);
+	if (img->writable)
+		qcow2_mutex_unlock(&img->wlock);
 
-	qcow2_cache_destroy(&old);
-	return 0;
+	qcow2_cache_destroy(ret ? &fresh : &old);
+	return ret;
 }
 
 /**

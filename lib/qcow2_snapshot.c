@@ -139,6 +139,7 @@ int qcow2_snapshot_walk(struct qcow2_image *img,
 		s.name_len = name_len;
 		snap_copy_str(s.id, s.raw_id, id_len);
 		snap_copy_str(s.name, s.raw_name, name_len);
+		s.entry_end = pos + sizeof(*ds) + var;
 
 		ret = fn(arg, &s);
 		if (ret)

@@ -1,0 +1,817 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Guest writes, write-zeroes and discard on a writable image.
+ *
+ * A write is cut into steps, each inside one L2 slice, each one of:
+ *
+ *  - in place: clusters the image owns (COPIED) whose bytes are data
+ *    already; runs of host-contiguous clusters become one write;
+ *  - whole-cluster allocation: clusters that need a new host cluster (not
+ *    allocated, zero, compressed, shared with a snapshot); a run of them
+ *    gets contiguous host clusters and ONE write carries the old head of
+ *    the first cluster, the guest bytes and the old tail of the last
+ *    (copy-on-write merged into the data write);
+ *  - subcluster allocation (extended L2): a cluster partly written whose
+ *    other subclusters must keep their state; only the touched
+ *    subclusters are written (their old head/tail merged again) and
+ *    marked allocated.
+ *
+ * The L2 entry changes in the cache only after the data write completed;
+ * the old host cluster, if any, is freed once the new entry is durable
+ * (qcow2_free_later()). Locks: wlock for the whole operation, l2c_lock
+ * around every table access, dropped around data I/O and the caller's
+ * reads of old contents, so readers keep going.
+ *
+ * Cache pressure: after every step, if more than half of the L2 slices are
+ * dirty the writer runs the ordered write-back, so a reader always finds a
+ * clean slice to evict and never needs to write anything.
+ */
+#include "qcow2.h"
+
+#define QCOW2_L2_BITMAP_ALLOC		0x00000000ffffffffULL
+#define QCOW2_L2_BITMAP_ZERO		0xffffffff00000000ULL
+
+enum wmode {
+	W_INPLACE,	/* owned data: write where it is */
+	W_FULL,		/* new host cluster, whole cluster written */
+	W_SUB,		/* extended L2: only the touched subclusters */
+};
+
+struct wclass {
+	enum wmode mode;
+	u64 host;	/* INPLACE, SUB: the cluster's host offset, 0 if none */
+};
+
+enum zmode {
+	Z_DISCARD,
+	Z_ZERO_UNMAP,
+	Z_ZERO_KEEP,
+};
+
+static u32 w_slice_bits(const struct qcow2_header *h)
+{
+	return min_t(u32, h->cluster_bits, QCOW2_L2C_MAX_SLICE_BITS);
+}
+
+static u32 w_slice_entry_bits(const struct qcow2_header *h)
+{
+	return w_slice_bits(h) - (h->extended_l2 ? 4 : 3);
+}
+
+static u64 ld64(const u8 *p)
+{
+	__be64 v;
+
+	memcpy(&v, p, sizeof(v));
+	return be64_to_cpu(v);
+}
+
+static void st64(u8 *p, u64 v)
+{
+	__be64 b = cpu_to_be64(v);
+
+	memcpy(p, &b, sizeof(b));
+}
+
+static int w_errno(int ret)
+{
+	return ret < 0 ? ret : (ret ? -EIO : 0);
+}
+
+/*
+ * Make the L2 table of L1 entry @l1_idx one the image owns: allocate it
+ * (zeroed) if absent, copy it if it is shared with a snapshot.
+ */
+static int l2_make_writable(struct qcow2_image *img, u64 l1_idx, u64 old_off)
+{
+	u32 cs = img->h.cluster_size;
+	u64 new_off, key;
+	int ret;
+
+	ret = qcow2_alloc_clusters(img, 1, &new_off);
+	if (ret)
+		return ret;
+	if (old_off) {
+		ret = qcow2_overlap_check(img, QCOW2_OL_L2, new_off, cs);
+		if (!ret)
+			ret = w_errno(img->io.pread(img->io.priv, img->cow_head,
+						    cs, old_off));
+		if (!ret)
+			ret = w_errno(img->io.pwrite(img->io.priv,
+						     img->cow_head, cs,
+						     new_off));
+		if (!ret && new_off + cs > img->file_size)
+			img->file_size = new_off + cs;
+	} else {
+		ret = qcow2_zero_clusters_on_disk(img, new_off, cs,
+						  QCOW2_OL_L2);
+	}
+	if (ret) {
+		qcow2_rc_update(img, new_off, cs, -1, false);
+		return ret;
+	}
+	for (key = new_off; key < new_off + cs; key += img->l2c.slot_bytes)
+		qcow2_cache_drop(&img->l2c, key);
+	if (old_off) {
+		ret = qcow2_free_later(img, old_off, cs, false);
+		if (ret)
+			return ret;
+	}
+	img->l1[l1_idx] = cpu_to_be64(new_off | QCOW2_OFLAG_COPIED);
+	if (img->l1_dirty_lo == img->l1_dirty_hi) {
+		img->l1_dirty_lo = l1_idx;
+		img->l1_dirty_hi = l1_idx + 1;
+	} else {
+		img->l1_dirty_lo = min_t(u32, img->l1_dirty_lo, l1_idx);
+		img->l1_dirty_hi = max_t(u32, img->l1_dirty_hi, l1_idx + 1);
+	}
+	img->ws.l2_tables_allocated++;
+	return 0;
+}
+
+/*
+ * The L2 slice holding guest cluster @cl. With @make, the table is made one
+ * the image owns first; without, *data is NULL if there is no table. The
+ * slice is not marked dirty: w_dirty() does that before a change.
+ */
+static int w_slice(struct qcow2_image *img, u64 cl, bool make, u64 *slice_off,
+		   u8 **data, u32 *idx)
+{
+	const struct qcow2_header *h = &img->h;
+	u64 l1_idx = cl >> h->l2_bits;
+	u32 l2_idx = cl & ((1U << h->l2_bits) - 1);
+	u32 epsb = w_slice_entry_bits(h);
+	u64 entry, l2_off;
+	const u8 *d;
+	int ret;
+
+	*data = NULL;
+	if (l1_idx >= h->l1_size)
+		return -EUCLEAN;
+	entry = be64_to_cpu(img->l1[l1_idx]);
+	ret = qcow2_l1_entry_decode(h, entry, &l2_off);
+	if (ret) {
+		qcow2_log_ratelimited("L1 table at %#llx, index %llu: entry %#llx: reserved bits set or misaligned",
+				      h->l1_table_offset, l1_idx, entry);
+		return ret;
+	}
+	if (l2_off >= img->alloc_end) {
+		qcow2_log_ratelimited("L1 table at %#llx, index %llu: L2 table %#llx beyond end of file",
+				      h->l1_table_offset, l1_idx, l2_off);
+		return -EUCLEAN;
+	}
+	if (make && (!l2_off || !(entry & QCOW2_OFLAG_COPIED))) {
+		ret = l2_make_writable(img, l1_idx, l2_off);
+		if (ret)
+			return ret;
+		l2_off = be64_to_cpu(img->l1[l1_idx]) & QCOW2_L1E_OFFSET_MASK;
+	}
+	if (!l2_off)
+		return 0;
+	*slice_off = l2_off + ((u64)(l2_idx >> epsb) << w_slice_bits(h));
+	*idx = l2_idx & ((1U << epsb) - 1);
+	ret = __qcow2_l2c_get(img, *slice_off, &d);
+	if (ret == -EAGAIN) {
+		ret = qcow2_meta_flush(img);
+		if (!ret)
+			ret = __qcow2_l2c_get(img, *slice_off, &d);
+	}
+	if (ret)
+		return ret;
+	*data = (u8 *)d;
+	return 0;
+}
+
+static u8 *w_dirty(struct qcow2_image *img, u64 slice_off)
+{
+	return qcow2_cache_lookup_dirty(&img->l2c, slice_off);
+}
+
+/* Decode one (sub)cluster, logging corruption as the reader does. */
+static int w_decode(struct qcow2_image *img, u64 entry, u64 bitmap, u32 sc,
+		    u64 cl, struct qcow2_l2_desc *d)
+{
+	int ret = qcow2_l2_entry_decode(&img->h, entry, bitmap, sc, d);
+
+	if (ret)
+		qcow2_log_ratelimited("L2 entry of guest cluster %llu: %#llx (bitmap %#llx): invalid",
+				      cl, entry, bitmap);
+	return ret;
+}
+
+/* Free what an L2 entry pointed at, once the entry replacing it is durable. */
+static int free_old(struct qcow2_image *img, u64 entry, u64 cl)
+{
+	struct qcow2_l2_desc d;
+	u64 host;
+	int ret;
+
+	if (entry & QCOW2_OFLAG_COMPRESSED) {
+		ret = w_decode(img, entry, 0, 0, cl, &d);
+		if (ret)
+			return ret;
+		return qcow2_free_later(img, d.comp_off, d.comp_bytes, false);
+	}
+	host = entry & QCOW2_L2E_OFFSET_MASK;
+	if (!host)
+		return 0;
+	return qcow2_free_later(img, host, img->h.cluster_size,
+				img->has_data_file);
+}
+
+/* How cluster @cl, written at [a, b) of it, is to be written. */
+static int classify(struct qcow2_image *img, u64 cl, const u8 *e, u32 a,
+		    u32 b, struct wclass *w)
+{
+	const struct qcow2_header *h = &img->h;
+	u64 entry = ld64(e);
+	u64 bitmap = h->extended_l2 ? ld64(e + 8) : 0;
+	struct qcow2_l2_desc d;
+	u32 sc, first, last;
+	int ret;
+
+	ret = w_decode(img, entry, bitmap, 0, cl, &d);
+	if (ret)
+		return ret;
+	w->host = 0;
+	if (!h->extended_l2) {
+		if (d.type == QCOW2_SC_NORMAL && (entry & QCOW2_OFLAG_COPIED)) {
+			w->mode = W_INPLACE;
+			w->host = d.host_off;
+		} else {
+			w->mode = W_FULL;
+		}
+		return 0;
+	}
+	if (entry & QCOW2_OFLAG_COMPRESSED) {
+		w->mode = W_FULL;
+		return 0;
+	}
+	w->host = entry & QCOW2_L2E_OFFSET_MASK;
+	if (w->host && !(entry & QCOW2_OFLAG_COPIED)) {
+		w->mode = W_FULL;
+		w->host = 0;
+		return 0;
+	}
+	if (!w->host) {
+		w->mode = (!a && b == h->cluster_size) ? W_FULL : W_SUB;
+		return 0;
+	}
+	first = a >> h->subcluster_bits;
+	last = (b - 1) >> h->subcluster_bits;
+	w->mode = W_INPLACE;
+	for (sc = first; sc <= last; sc++) {
+		ret = w_decode(img, entry, bitmap, sc, cl, &d);
+		if (ret)
+			return ret;
+		if (d.type != QCOW2_SC_NORMAL)
+			w->mode = W_SUB;
+	}
+	return 0;
+}
+
+static int check_data(struct qcow2_image *img, u64 host, u64 len)
+{
+	if (img->has_data_file)
+		return 0;
+	return qcow2_overlap_check(img, QCOW2_OL_DATA, host, len);
+}
+
+/* After a step: keep half the L2 cache clean, bound pending frees. */
+static int w_pressure(struct qcow2_image *img)
+{
+	if (img->l2c.nr_dirty * 2 > img->l2c.nr_slots ||
+	    img->rc.nr_dirty * 2 > img->rc.nr_slots)
+		return qcow2_meta_flush(img);
+	return 0;
+}
+
+/* Give back clusters allocated for a write that failed. */
+static void w_unalloc(struct qcow2_image *img, u64 host, u64 len)
+{
+	if (img->has_data_file)
+		return;
+	qcow2_mutex_lock(&img->l2c_lock);
+	if (qcow2_rc_update(img, host, len, -1, false))
+		qcow2_write_fail(img, -EIO, "releasing clusters of a failed write");
+	qcow2_mutex_unlock(&img->l2c_lock);
+}
+
+/* Host clusters for @n guest clusters from @cl: allocated, or identity. */
+static int w_alloc(struct qcow2_image *img, u64 cl, u32 n, u64 *host)
+{
+	if (img->has_data_file) {
+		*host = cl << img->h.cluster_bits;
+		return 0;
+	}
+	return qcow2_alloc_clusters(img, n, host);
+}
+
+static void w_grow_file(struct qcow2_image *img, u64 end)
+{
+	if (!img->has_data_file && end > img->file_size)
+		img->file_size = end;
+}
+
+/* Whole-cluster allocation of @n clusters from @cl; the write is [off, +wlen). */
+static int step_full(struct qcow2_image *img, u64 cl, u32 n, u64 off, u64 wlen,
+		     const struct qcow2_wsrc *src)
+{
+	u32 cb = img->h.cluster_bits;
+	u64 start = cl << cb, run = (u64)n << cb;
+	u32 hl = off - start;
+	u32 tl = start + run - (off + wlen);
+	u64 host, slice_off;
+	u8 *data;
+	u32 idx, i, epsb = w_slice_entry_bits(&img->h);
+	int ret;
+
+	ret = w_alloc(img, cl, n, &host);
+	if (ret)
+		return ret;
+	qcow2_mutex_unlock(&img->l2c_lock);
+
+	ret = 0;
+	if (hl)
+		ret = src->read(src->arg, start, hl, img->cow_head);
+	if (!ret && tl)
+		ret = src->read(src->arg, off + wlen, tl, img->cow_tail);
+	if (!ret)
+		ret = check_data(img, host, run);
+	if (!ret)
+		ret = src->write(src->arg, host, img->cow_head, hl, off, wlen,
+				 img->cow_tail, tl);
+	if (ret) {
+		w_unalloc(img, host, run);
+		qcow2_mutex_lock(&img->l2c_lock);
+		return ret;
+	}
+
+	qcow2_mutex_lock(&img->l2c_lock);
+	w_grow_file(img, host + run);
+	img->ws.cow_bytes += hl + tl;
+	ret = w_slice(img, cl, true, &slice_off, &data, &idx);
+	if (ret)
+		goto fail;
+	if (!data || idx + n > (1U << epsb)) {
+		ret = -EIO;
+		goto fail;
+	}
+	data = w_dirty(img, slice_off);
+	for (i = 0; i < n; i++) {
+		u8 *e = data + (idx + i) * img->h.l2_entry_bytes;
+		u64 old = ld64(e), nh = host + ((u64)i << cb);
+
+		/* A data file maps guest to host 1:1: the cluster stays. */
+		if ((old & QCOW2_OFLAG_COMPRESSED) ||
+		    (old & QCOW2_L2E_OFFSET_MASK) != nh) {
+			ret = free_old(img, old, cl + i);
+			if (ret)
+				goto fail;
+		}
+		st64(e, nh | QCOW2_OFLAG_COPIED);
+		if (img->h.extended_l2)
+			st64(e + 8, QCOW2_L2_BITMAP_ALLOC);
+	}
+	return 0;
+fail:
+	qcow2_write_fail(img, ret, "updating an L2 table");
+	return ret;
+}
+
+static u64 sc_mask(u32 first, u32 last)
+{
+	return (last >= 31 ? 0xffffffffULL : ((1ULL << (last + 1)) - 1)) &
+	       ~((1ULL << first) - 1);
+}
+
+/* Extended L2: write [off, off + wlen) inside cluster @cl, subclusters only. */
+static int step_sub(struct qcow2_image *img, u64 cl, const struct wclass *w,
+		    u64 off, u64 wlen, const u8 *e, const struct qcow2_wsrc *src)
+{
+	const struct qcow2_header *h = &img->h;
+	u32 cb = h->cluster_bits, sb = h->subcluster_bits;
+	u64 start = cl << cb;
+	u32 a = off - start, b = a + wlen;
+	u32 first = a >> sb, last = (b - 1) >> sb;
+	u32 A = first << sb, B = (last + 1) << sb;
+	u64 entry = ld64(e), bitmap = ld64(e + 8), host = w->host, slice_off;
+	struct qcow2_l2_desc d;
+	bool fresh = !host;
+	u32 hl = 0, tl = 0, idx;
+	u8 *data;
+	int ret;
+
+	/* Head and tail come from old contents unless they are data already. */
+	if (a > A) {
+		ret = w_decode(img, entry, bitmap, first, cl, &d);
+		if (ret)
+			return ret;
+		if (d.type != QCOW2_SC_NORMAL)
+			hl = a - A;
+	}
+	if (b < B) {
+		ret = w_decode(img, entry, bitmap, last, cl, &d);
+		if (ret)
+			return ret;
+		if (d.type != QCOW2_SC_NORMAL)
+			tl = B - b;
+	}
+	if (fresh) {
+		ret = w_alloc(img, cl, 1, &host);
+		if (ret)
+			return ret;
+	}
+	qcow2_mutex_unlock(&img->l2c_lock);
+
+	ret = 0;
+	if (hl)
+		ret = src->read(src->arg, start + A, hl, img->cow_head);
+	if (!ret && tl)
+		ret = src->read(src->arg, off + wlen, tl, img->cow_tail);
+	if (!ret)
+		ret = check_data(img, host, h->cluster_size);
+	if (!ret)
+		ret = src->write(src->arg, host + a - hl, img->cow_head, hl,
+				 off, wlen, img->cow_tail, tl);
+	if (ret) {
+		if (fresh)
+			w_unalloc(img, host, h->cluster_size);
+		qcow2_mutex_lock(&img->l2c_lock);
+		return ret;
+	}
+
+	qcow2_mutex_lock(&img->l2c_lock);
+	w_grow_file(img, host + b + tl);
+	img->ws.cow_bytes += hl + tl;
+	ret = w_slice(img, cl, true, &slice_off, &data, &idx);
+	if (ret)
+		goto fail;
+	if (!data) {
+		ret = -EIO;
+		goto fail;
+	}
+	data = w_dirty(img, slice_off) + idx * h->l2_entry_bytes;
+	bitmap = ld64(data + 8);
+	bitmap |= sc_mask(first, last);
+	bitmap &= ~(sc_mask(first, last) << 32);
+	st64(data, host | QCOW2_OFLAG_COPIED);
+	st64(data + 8, bitmap);
+	return 0;
+fail:
+	qcow2_write_fail(img, ret, "updating an L2 table");
+	return ret;
+}
+
+/* One step of a write from @off, at most @len bytes, inside one L2 slice. */
+static int write_step(struct qcow2_image *img, u64 off, u64 len,
+		      const struct qcow2_wsrc *src, u64 *done)
+{
+	const struct qcow2_header *h = &img->h;
+	u32 cb = h->cluster_bits, cs = h->cluster_size;
+	u64 cl = off >> cb, end = off + len, pos, slice_off;
+	u32 epsb = w_slice_entry_bits(h), idx, k, a = off & (cs - 1);
+	u32 b = min_t(u64, cs, a + len);
+	struct wclass w, wn;
+	u8 *data;
+	int ret;
+
+	ret = w_slice(img, cl, true, &slice_off, &data, &idx);
+	if (ret)
+		return ret;
+	if (!data)
+		return -EIO;
+	ret = classify(img, cl, data + idx * h->l2_entry_bytes, a, b, &w);
+	if (ret)
+		return ret;
+	pos = (cl << cb) + b;
+
+	switch (w.mode) {
+	case W_INPLACE:
+		for (k = 1; idx + k < (1U << epsb) && pos < end; k++) {
+			u32 nb = min_t(u64, cs, end - pos);
+
+			ret = classify(img, cl + k,
+				       data + (idx + k) * h->l2_entry_bytes, 0,
+				       nb, &wn);
+			if (ret || wn.mode != W_INPLACE ||
+			    wn.host != w.host + ((u64)k << cb))
+				break;
+			pos += nb;
+		}
+		*done = pos - off;
+		ret = check_data(img, w.host + a, *done);
+		if (ret)
+			return ret;
+		qcow2_mutex_unlock(&img->l2c_lock);
+		ret = src->write(src->arg, w.host + a, NULL, 0, off, *done,
+				 NULL, 0);
+		qcow2_mutex_lock(&img->l2c_lock);
+		return ret;
+	case W_FULL:
+		for (k = 1; idx + k < (1U << epsb) && pos < end &&
+		     k < QCOW2_MAX_ALLOC_RUN; k++) {
+			u32 nb = min_t(u64, cs, end - pos);
+
+			ret = classify(img, cl + k,
+				       data + (idx + k) * h->l2_entry_bytes, 0,
+				       nb, &wn);
+			if (ret || wn.mode != W_FULL)
+				break;
+			pos += nb;
+		}
+		*done = pos - off;
+		return step_full(img, cl, k, off, *done, src);
+	default:
+		*done = b - a;
+		return step_sub(img, cl, &w, off, *done,
+				data + idx * h->l2_entry_bytes, src);
+	}
+}
+
+static int w_begin(struct qcow2_image *img, u64 off, u64 len)
+{
+	if (!img->writable)
+		return -EROFS;
+	if (!len || off >= img->h.size || len > img->h.size - off ||
+	    ((off | len) & 511))
+		return -EINVAL;
+	return 0;
+}
+
+/* qcow2_write() with wlock held. */
+static int write_locked(struct qcow2_image *img, u64 off, u64 len,
+			const struct qcow2_wsrc *src)
+{
+	int ret = 0;
+
+	qcow2_mutex_lock(&img->l2c_lock);
+	while (len) {
+		u64 done = 0;
+
+		if (img->wfail) {
+			ret = -EROFS;
+			break;
+		}
+		ret = write_step(img, off, len, src, &done);
+		if (!ret)
+			ret = w_pressure(img);
+		if (ret)
+			break;
+		off += done;
+		len -= done;
+	}
+	qcow2_mutex_unlock(&img->l2c_lock);
+	return ret;
+}
+
+int qcow2_write(struct qcow2_image *img, u64 guest_off, u64 len,
+		const struct qcow2_wsrc *src)
+{
+	int ret = w_begin(img, guest_off, len);
+
+	if (ret)
+		return ret;
+	qcow2_mutex_lock(&img->wlock);
+	ret = write_locked(img, guest_off, len, src);
+	qcow2_mutex_unlock(&img->wlock);
+	return ret;
+}
+
+/* New state of a whole cluster zeroed or discarded; false: leave it. */
+static bool zero_entry(struct qcow2_image *img, enum zmode mode, u64 entry,
+		       u64 *ne, u64 *nb, bool *free_it)
+{
+	const struct qcow2_header *h = &img->h;
+	bool compressed = entry & QCOW2_OFLAG_COMPRESSED;
+	u64 host = compressed ? 0 : entry & QCOW2_L2E_OFFSET_MASK;
+	bool has = compressed || host;
+	bool keep = mode == Z_ZERO_KEEP && host &&
+		    (entry & QCOW2_OFLAG_COPIED);
+
+	*nb = 0;
+	*free_it = has;
+	if (mode == Z_DISCARD) {
+		if (h->version < 3 && img->has_backing)
+			return false;
+		if (h->extended_l2) {
+			*ne = 0;
+			*nb = (img->has_backing || has) ? QCOW2_L2_BITMAP_ZERO : 0;
+		} else if (h->version < 3) {
+			*ne = 0;
+		} else {
+			*ne = (img->has_backing || has) ? QCOW2_OFLAG_ZERO : 0;
+		}
+		return true;
+	}
+	*free_it = has && !keep;
+	if (h->extended_l2) {
+		*ne = keep ? host | QCOW2_OFLAG_COPIED : 0;
+		*nb = QCOW2_L2_BITMAP_ZERO;
+	} else {
+		*ne = keep ? host | QCOW2_OFLAG_COPIED | QCOW2_OFLAG_ZERO :
+			     QCOW2_OFLAG_ZERO;
+	}
+	return true;
+}
+
+/* Zero or discard whole clusters from @off, within one L2 slice. */
+static int zero_step(struct qcow2_image *img, u64 off, u64 len,
+		     enum zmode mode, u64 *done)
+{
+	const struct qcow2_header *h = &img->h;
+	u32 cb = h->cluster_bits, epsb = w_slice_entry_bits(h), idx, k;
+	u64 cl = off >> cb, n, slice_off;
+	u64 l1_idx = cl >> h->l2_bits, l2_off = 0;
+	u8 *data;
+	int ret;
+
+	n = (len + h->cluster_size - 1) >> cb;
+	/* Without a table and without a backing layer, it reads zero already. */
+	if (!img->has_backing && l1_idx < h->l1_size) {
+		ret = qcow2_l1_entry_decode(h, be64_to_cpu(img->l1[l1_idx]),
+					    &l2_off);
+		if (ret)
+			return ret;
+		if (!l2_off) {
+			u64 tbl_end = (l1_idx + 1) << (cb + h->l2_bits);
+
+			*done = min_t(u64, len, tbl_end - off);
+			return 0;
+		}
+	}
+	ret = w_slice(img, cl, true, &slice_off, &data, &idx);
+	if (ret)
+		return ret;
+	if (!data)
+		return -EIO;
+	n = min_t(u64, n, (1U << epsb) - idx);
+	for (k = 0; k < n; k++) {
+		u8 *e = data + (idx + k) * h->l2_entry_bytes;
+		u64 entry = ld64(e), bitmap = h->extended_l2 ? ld64(e + 8) : 0;
+		struct qcow2_l2_desc d;
+		bool free_it;
+		u64 ne, nb;
+
+		ret = w_decode(img, entry, bitmap, 0, cl + k, &d);
+		if (ret)
+			return ret;
+		if (!zero_entry(img, mode, entry, &ne, &nb, &free_it))
+			continue;
+		if (ne == entry && nb == bitmap)
+			continue;
+		if (free_it) {
+			ret = free_old(img, entry, cl + k);
+			if (ret)
+				return ret;
+		}
+		e = w_dirty(img, slice_off) + (idx + k) * h->l2_entry_bytes;
+		st64(e, ne);
+		if (h->extended_l2)
+			st64(e + 8, nb);
+	}
+	*done = min_t(u64, len, n << cb);
+	return 0;
+}
+
+/*
+ * Extended L2: zero whole subclusters [off, off + len) inside one cluster
+ * by their bitmap. Clusters that cannot carry the change (compressed, or
+ * shared) are written with zeroes instead.
+ */
+static int zero_sub(struct qcow2_image *img, u64 off, u64 len,
+		    const struct qcow2_wsrc *src)
+{
+	const struct qcow2_header *h = &img->h;
+	u32 cb = h->cluster_bits, sb = h->subcluster_bits, idx;
+	u64 cl = off >> cb, slice_off, entry, bitmap, mask;
+	u32 first = (off - (cl << cb)) >> sb;
+	u32 last = (off + len - 1 - (cl << cb)) >> sb;
+	struct qcow2_l2_desc d;
+	u8 *data, *e;
+	int ret;
+
+	ret = w_slice(img, cl, true, &slice_off, &data, &idx);
+	if (ret)
+		return ret;
+	if (!data)
+		return -EIO;
+	e = data + idx * h->l2_entry_bytes;
+	entry = ld64(e);
+	bitmap = ld64(e + 8);
+	ret = w_decode(img, entry, bitmap, 0, cl, &d);
+	if (ret)
+		return ret;
+	if ((entry & QCOW2_OFLAG_COMPRESSED) ||
+	    ((entry & QCOW2_L2E_OFFSET_MASK) &&
+	     !(entry & QCOW2_OFLAG_COPIED))) {
+		qcow2_mutex_unlock(&img->l2c_lock);
+		ret = write_locked(img, off, len, src);
+		qcow2_mutex_lock(&img->l2c_lock);
+		return ret;
+	}
+	mask = sc_mask(first, last);
+	e = w_dirty(img, slice_off) + idx * h->l2_entry_bytes;
+	st64(e + 8, (bitmap & ~mask) | (mask << 32));
+	return 0;
+}
+
+int qcow2_write_zeroes(struct qcow2_image *img, u64 guest_off, u64 len,
+		       u32 flags, const struct qcow2_wsrc *src)
+{
+	const struct qcow2_header *h = &img->h;
+	enum zmode mode = (flags & QCOW2_ZERO_MAY_UNMAP) ? Z_ZERO_UNMAP :
+							   Z_ZERO_KEEP;
+	u64 cs = h->cluster_size, end;
+	u32 unit;
+	int ret = w_begin(img, guest_off, len);
+
+	if (ret)
+		return ret;
+	if (flags & ~QCOW2_ZERO_MAY_UNMAP)
+		return -EINVAL;
+	qcow2_mutex_lock(&img->wlock);
+	if (h->version < 3) {
+		ret = write_locked(img, guest_off, len, src);
+		goto out;
+	}
+	unit = h->extended_l2 ? 1U << h->subcluster_bits : cs;
+	end = guest_off + len;
+	while (guest_off < end && !ret) {
+		u64 cl_start = guest_off & ~(cs - 1);
+		u64 cl_end = min_t(u64, cl_start + cs, h->size);
+		u64 unit_end = min_t(u64, (guest_off & ~((u64)unit - 1)) + unit,
+				     h->size);
+		u64 n, done = 0;
+
+		if (img->wfail) {
+			ret = -EROFS;
+			break;
+		}
+		if ((guest_off & (unit - 1)) || end < unit_end) {
+			/* Part of a unit: write zeroes as data. */
+			n = min_t(u64, end, unit_end) - guest_off;
+			ret = write_locked(img, guest_off, n, src);
+			guest_off += n;
+			continue;
+		}
+		qcow2_mutex_lock(&img->l2c_lock);
+		if (guest_off != cl_start || end < cl_end) {
+			/* Whole subclusters of one cluster. */
+			n = min_t(u64, end, cl_end) - guest_off;
+			if (end < cl_end)
+				n &= ~((u64)unit - 1);
+			ret = zero_sub(img, guest_off, n, src);
+			done = n;
+		} else {
+			n = end - guest_off;
+			if (end != h->size)
+				n &= ~(cs - 1);
+			ret = zero_step(img, guest_off, n, mode, &done);
+		}
+		if (!ret)
+			ret = w_pressure(img);
+		qcow2_mutex_unlock(&img->l2c_lock);
+		guest_off += done;
+	}
+out:
+	qcow2_mutex_unlock(&img->wlock);
+	return ret;
+}
+
+int qcow2_discard(struct qcow2_image *img, u64 guest_off, u64 len)
+{
+	const struct qcow2_header *h = &img->h;
+	u64 cs = h->cluster_size, start, end;
+	int ret;
+
+	if (!img->writable)
+		return -EROFS;
+	if (!len || guest_off >= h->size || len > h->size - guest_off)
+		return -EINVAL;
+	start = (guest_off + cs - 1) & ~(cs - 1);
+	end = guest_off + len;
+	if (end != h->size)
+		end &= ~(cs - 1);
+	if (start >= end || (h->version < 3 && img->has_backing))
+		return 0;
+
+	qcow2_mutex_lock(&img->wlock);
+	qcow2_mutex_lock(&img->l2c_lock);
+	ret = 0;
+	while (start < end && !ret) {
+		u64 done = 0;
+
+		if (img->wfail) {
+			ret = -EROFS;
+			break;
+		}
+		ret = zero_step(img, start, end - start, Z_DISCARD, &done);
+		if (!ret)
+			ret = w_pressure(img);
+		start += done;
+	}
+	qcow2_mutex_unlock(&img->l2c_lock);
+	qcow2_mutex_unlock(&img->wlock);
+	return ret;
+}
