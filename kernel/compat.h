@@ -17,6 +17,11 @@ struct qcow2blk_limits {
 	unsigned int physical_block_size;	/* bytes */
 	unsigned int io_min;			/* bytes */
 	unsigned int max_hw_sectors;		/* 512-byte sectors */
+	/* Writable devices only; all zero on read-only ones. */
+	bool write_cache;			/* volatile cache, FUA */
+	unsigned int discard_granularity;	/* bytes */
+	unsigned int max_discard_sectors;	/* 512-byte sectors */
+	unsigned int max_write_zeroes_sectors;	/* 512-byte sectors */
 };
 
 #ifdef QCOW2BLK_HAVE_ALLOC_DISK_LIMITS
@@ -29,9 +34,23 @@ qcow2blk_alloc_disk(struct blk_mq_tag_set *set,
 		.physical_block_size = l->physical_block_size,
 		.io_min = l->io_min,
 		.max_hw_sectors = l->max_hw_sectors,
+		.discard_granularity = l->discard_granularity,
+		.max_hw_discard_sectors = l->max_discard_sectors,
+		.max_write_zeroes_sectors = l->max_write_zeroes_sectors,
 	};
+	struct gendisk *disk;
 
-	return blk_mq_alloc_disk(set, &lim, queuedata);
+#ifdef QCOW2BLK_HAVE_BLK_FEATURES
+	/* The cache and FUA are queue features since 6.11. */
+	if (l->write_cache)
+		lim.features |= BLK_FEAT_WRITE_CACHE | BLK_FEAT_FUA;
+#endif
+	disk = blk_mq_alloc_disk(set, &lim, queuedata);
+#ifndef QCOW2BLK_HAVE_BLK_FEATURES
+	if (!IS_ERR(disk) && l->write_cache)
+		blk_queue_write_cache(disk->queue, true, true);
+#endif
+	return disk;
 }
 #else
 static inline struct gendisk *
@@ -46,6 +65,12 @@ qcow2blk_alloc_disk(struct blk_mq_tag_set *set,
 	blk_queue_physical_block_size(disk->queue, l->physical_block_size);
 	blk_queue_io_min(disk->queue, l->io_min);
 	blk_queue_max_hw_sectors(disk->queue, l->max_hw_sectors);
+	disk->queue->limits.discard_granularity = l->discard_granularity;
+	blk_queue_max_discard_sectors(disk->queue, l->max_discard_sectors);
+	blk_queue_max_write_zeroes_sectors(disk->queue,
+					   l->max_write_zeroes_sectors);
+	if (l->write_cache)
+		blk_queue_write_cache(disk->queue, true, true);
 	/* Not rotational: the 6.12 default, explicit on older kernels. */
 	blk_queue_flag_set(QUEUE_FLAG_NONROT, disk->queue);
 	return disk;

@@ -12,14 +12,36 @@
  *
  * cmd->pending counts the reads in flight plus one held by the worker while
  * it issues; whoever drops it to zero completes the request.
+ *
+ * Writes (writable devices only) are synchronous in the same worker: the
+ * engine (qcow2_write(), qcow2_write_zeroes(), qcow2_discard(),
+ * qcow2_flush()) decides where guest bytes go and calls back into
+ * struct qcow2_wsrc for the data: one write over an ITER_BVEC iterator made
+ * of the engine's copy-on-write head, the request's own pages (or the zero
+ * page) and its tail, and a reader of the current guest view for the
+ * copy-on-write parts. The engine serializes all of this under the top
+ * image's wlock, which is also what guards the device's bio_vec array.
+ *
+ * Direct and buffered I/O: a layer probed for direct I/O reads and writes
+ * with IOCB_DIRECT whenever the offset, the length and every buffer piece
+ * are 512-byte aligned; other pieces (odd tails, unaligned user pages) go
+ * through the page cache. Both stay coherent: the kernel writes back and
+ * invalidates cached pages of a range before direct I/O on it. Kernel
+ * buffers of the engine (kmalloc or vmalloc) are turned into bio_vecs page
+ * by page, so vmalloc tables go out direct too; nothing is bounced.
  */
 #include <linux/module.h>
 #include <linux/sched/mm.h>
 #include <linux/mempool.h>
 #include <linux/ioprio.h>
 #include <linux/blkdev.h>
+#include <linux/falloc.h>
+#include <linux/vmalloc.h>
 
 #include "qcow2blk_priv.h"
+
+/* bio_vecs on the stack for one piece of a kernel-buffer read or write. */
+#define QCOW2BLK_KBUF_BVECS		16
 
 /* Extra aio beyond the one in each PDU; a pool keeps reclaim moving. */
 #define QCOW2BLK_AIO_POOL_MIN		64
@@ -210,6 +232,541 @@ static blk_status_t qcow2blk_do_read(struct qcow2blk_cmd *cmd,
 	return BLK_STS_OK;
 }
 
+/* ---- synchronous file I/O ---------------------------------------------- */
+
+/* The file holding guest data of @layer, and whether it does direct I/O. */
+static struct file *qcow2blk_data_file(const struct qcow2blk_layer *layer,
+				       bool *direct)
+{
+	*direct = layer->data_file ? layer->data_direct_io : layer->direct_io;
+	return layer->data_file ?: layer->file;
+}
+
+/*
+ * Read or write all of @iter at @pos, synchronously. Direct I/O is used
+ * when @direct and everything is 512-byte aligned. Reads past the end of
+ * the file fill the rest with zeroes; a write that makes no progress is
+ * -EIO.
+ */
+static int qcow2blk_file_rw(struct file *file, bool direct, bool write,
+			    struct iov_iter *iter, u64 pos)
+{
+	struct iov_iter before;
+	struct kiocb kiocb;
+	ssize_t ret;
+
+	if (direct && (!IS_ALIGNED(pos | iov_iter_count(iter), SECTOR_SIZE) ||
+		       iov_iter_alignment(iter) & (SECTOR_SIZE - 1)))
+		direct = false;
+	while (iov_iter_count(iter)) {
+		init_sync_kiocb(&kiocb, file);
+		kiocb.ki_pos = pos;
+		if (direct)
+			kiocb.ki_flags |= IOCB_DIRECT;
+		else
+			kiocb.ki_flags &= ~IOCB_DIRECT;
+		before = *iter;
+		if (write) {
+			file_start_write(file);
+			ret = file->f_op->write_iter(&kiocb, iter);
+			file_end_write(file);
+		} else {
+			ret = file->f_op->read_iter(&kiocb, iter);
+		}
+		if (ret < 0)
+			return ret;
+		if (ret == 0) {
+			if (write)
+				return -EIO;
+			/* End of file: the rest reads as zero. */
+			iov_iter_zero(iov_iter_count(iter), iter);
+			break;
+		}
+		/* Some file systems leave the iterator beyond what they did. */
+		*iter = before;
+		iov_iter_advance(iter, ret);
+		pos += ret;
+	}
+	return 0;
+}
+
+/* The page of kernel memory at @p: the direct map or vmalloc. */
+static struct page *qcow2blk_kbuf_page(const void *p)
+{
+	return is_vmalloc_addr(p) ? vmalloc_to_page(p) : virt_to_page(p);
+}
+
+/*
+ * Append up to @len bytes of kernel buffer @buf to @bv[*nr..max), one
+ * entry per page. Returns the bytes appended (less when @bv filled).
+ */
+static size_t qcow2blk_kbuf_bvecs(const u8 *buf, size_t len,
+				  struct bio_vec *bv, unsigned int *nr,
+				  unsigned int max)
+{
+	size_t done = 0, n;
+
+	while (done < len && *nr < max) {
+		n = min_t(size_t, len - done,
+			  PAGE_SIZE - offset_in_page(buf + done));
+		bvec_set_page(&bv[(*nr)++], qcow2blk_kbuf_page(buf + done), n,
+			      offset_in_page(buf + done));
+		done += n;
+	}
+	return done;
+}
+
+/* Synchronous I/O between a kernel buffer (kmalloc or vmalloc) and @file. */
+static int qcow2blk_kbuf_rw(struct file *file, bool direct, bool write,
+			    void *buf, size_t len, u64 pos)
+{
+	struct bio_vec bv[QCOW2BLK_KBUF_BVECS];
+	struct iov_iter iter;
+	unsigned int nr;
+	size_t n;
+	int ret;
+
+	while (len) {
+		nr = 0;
+		n = qcow2blk_kbuf_bvecs(buf, len, bv, &nr, ARRAY_SIZE(bv));
+		iov_iter_bvec(&iter, write ? ITER_SOURCE : ITER_DEST, bv, nr,
+			      n);
+		ret = qcow2blk_file_rw(file, direct, write, &iter, pos);
+		if (ret)
+			return ret;
+		buf += n;
+		len -= n;
+		pos += n;
+	}
+	return 0;
+}
+
+/* ---- the engine's writers (struct qcow2_io of the top image) ---------- */
+
+static struct file *qcow2blk_fio_file(const struct qcow2blk_fio *fio,
+				      bool *direct)
+{
+	const struct qcow2blk_layer *l = fio->layer;
+
+	*direct = fio->data ? l->data_direct_io : l->direct_io;
+	return fio->data ? l->data_file : l->file;
+}
+
+static int qcow2blk_fio_error(const struct qcow2blk_fio *fio,
+			      const char *what, u64 off, int ret)
+{
+	struct qcow2blk_layer *l = fio->layer;
+
+	atomic64_inc(&l->dev->stats.io_errors);
+	pr_err_ratelimited("qcow2blk: qcow%d: %s of the %s at %llu failed: %d\n",
+			   l->dev->index, what,
+			   fio->data ? "data file" : "image", off, ret);
+	/* A full host file system is worth telling apart. */
+	return ret == -ENOSPC ? -ENOSPC : -EIO;
+}
+
+static int qcow2blk_fio_pread(void *priv, void *buf, size_t len, u64 off)
+{
+	const struct qcow2blk_fio *fio = priv;
+	struct file *file;
+	bool direct;
+	int ret;
+
+	file = qcow2blk_fio_file(fio, &direct);
+	ret = qcow2blk_kbuf_rw(file, direct, false, buf, len, off);
+	return ret ? qcow2blk_fio_error(fio, "read", off, ret) : 0;
+}
+
+static int qcow2blk_fio_pwrite(void *priv, const void *buf, size_t len,
+			       u64 off)
+{
+	const struct qcow2blk_fio *fio = priv;
+	struct file *file;
+	bool direct;
+	int ret;
+
+	file = qcow2blk_fio_file(fio, &direct);
+	ret = qcow2blk_kbuf_rw(file, direct, true, (void *)buf, len, off);
+	return ret ? qcow2blk_fio_error(fio, "metadata write", off, ret) : 0;
+}
+
+static int qcow2blk_fio_flush(void *priv)
+{
+	const struct qcow2blk_fio *fio = priv;
+	struct file *file;
+	bool direct;
+	int ret;
+
+	file = qcow2blk_fio_file(fio, &direct);
+	ret = vfs_fsync(file, 1);
+	return ret ? qcow2blk_fio_error(fio, "flush", 0, ret) : 0;
+}
+
+static int qcow2blk_fio_punch(void *priv, u64 off, u64 len)
+{
+	const struct qcow2blk_fio *fio = priv;
+	struct file *file;
+	bool direct;
+	int ret;
+
+	file = qcow2blk_fio_file(fio, &direct);
+	ret = vfs_fallocate(file, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			    off, len);
+	/* Not every file system can punch; the space is merely kept. */
+	if (ret == -EOPNOTSUPP)
+		return ret;
+	return ret ? qcow2blk_fio_error(fio, "hole punch", off, ret) : 0;
+}
+
+/**
+ * qcow2blk_fill_write_io() - the engine's writers for the top image
+ * @layer: layer 0, files open for writing
+ * @io: the image file's struct qcow2_io, all four callbacks
+ * @data_io: the data file's, filled only when the layer has one
+ *
+ * Context: attach, process context.
+ */
+void qcow2blk_fill_write_io(struct qcow2blk_layer *layer, struct qcow2_io *io,
+			    struct qcow2_io *data_io)
+{
+	layer->image_fio.layer = layer;
+	layer->image_fio.data = false;
+	io->pread = qcow2blk_fio_pread;
+	io->pwrite = qcow2blk_fio_pwrite;
+	io->flush = qcow2blk_fio_flush;
+	io->punch = qcow2blk_fio_punch;
+	io->priv = &layer->image_fio;
+	if (!layer->data_file)
+		return;
+	layer->data_fio.layer = layer;
+	layer->data_fio.data = true;
+	data_io->pread = qcow2blk_fio_pread;
+	data_io->pwrite = qcow2blk_fio_pwrite;
+	data_io->flush = qcow2blk_fio_flush;
+	data_io->punch = qcow2blk_fio_punch;
+	data_io->priv = &layer->data_fio;
+}
+
+/* ---- the write source (struct qcow2_wsrc) ----------------------------- */
+
+/* One request's side of qcow2_wsrc, on the worker's stack. */
+struct qcow2blk_wctx {
+	struct qcow2blk_dev *dev;
+	const struct bio_vec *bvec;	/* the request's data; NULL: zeroes */
+	unsigned int nr_bvec;
+	u64 guest_off;			/* first byte of the request */
+	u64 len;			/* bytes of the request */
+};
+
+/* Gathers bio_vecs of one data write; writes a piece when they fill. */
+struct qcow2blk_wvec {
+	struct file *file;
+	bool direct;
+	struct bio_vec *bv;		/* QCOW2BLK_WRITE_BVECS entries */
+	unsigned int nr;		/* entries used */
+	size_t bytes;			/* bytes in them */
+	u64 pos;			/* file offset of the first */
+};
+
+static int qcow2blk_wvec_issue(struct qcow2blk_wvec *w)
+{
+	struct iov_iter iter;
+	int ret;
+
+	if (!w->nr)
+		return 0;
+	iov_iter_bvec(&iter, ITER_SOURCE, w->bv, w->nr, w->bytes);
+	ret = qcow2blk_file_rw(w->file, w->direct, true, &iter, w->pos);
+	w->pos += w->bytes;
+	w->nr = 0;
+	w->bytes = 0;
+	return ret;
+}
+
+static int qcow2blk_wvec_add(struct qcow2blk_wvec *w, struct page *page,
+			     unsigned int len, unsigned int off)
+{
+	int ret;
+
+	if (w->nr == QCOW2BLK_WRITE_BVECS) {
+		ret = qcow2blk_wvec_issue(w);
+		if (ret)
+			return ret;
+	}
+	bvec_set_page(&w->bv[w->nr++], page, len, off);
+	w->bytes += len;
+	return 0;
+}
+
+static int qcow2blk_wvec_add_kbuf(struct qcow2blk_wvec *w, const u8 *buf,
+				  size_t len)
+{
+	size_t n;
+	int ret;
+
+	while (len) {
+		n = qcow2blk_kbuf_bvecs(buf, len, w->bv, &w->nr,
+					QCOW2BLK_WRITE_BVECS);
+		w->bytes += n;
+		buf += n;
+		len -= n;
+		if (len) {
+			ret = qcow2blk_wvec_issue(w);
+			if (ret)
+				return ret;
+		}
+	}
+	return 0;
+}
+
+/* The request's bytes [@off, @off + @len) from its start, or zeroes. */
+static int qcow2blk_wvec_add_guest(struct qcow2blk_wvec *w,
+				   const struct qcow2blk_wctx *ctx, u64 off,
+				   u64 len)
+{
+	const struct bio_vec *bv;
+	unsigned int i, n;
+	int ret;
+
+	if (!ctx->bvec) {
+		while (len) {
+			n = min_t(u64, len, PAGE_SIZE);
+			ret = qcow2blk_wvec_add(w, ZERO_PAGE(0), n, 0);
+			if (ret)
+				return ret;
+			len -= n;
+		}
+		return 0;
+	}
+	for (i = 0; i < ctx->nr_bvec && len; i++) {
+		bv = &ctx->bvec[i];
+		if (off >= bv->bv_len) {
+			off -= bv->bv_len;
+			continue;
+		}
+		n = min_t(u64, len, bv->bv_len - off);
+		ret = qcow2blk_wvec_add(w, bv->bv_page, n, bv->bv_offset + off);
+		if (ret)
+			return ret;
+		off = 0;
+		len -= n;
+	}
+	return WARN_ON_ONCE(len) ? -EIO : 0;
+}
+
+static int qcow2blk_wsrc_write(void *arg, u64 host_off, const u8 *head,
+			       u32 head_len, u64 guest_off, u64 len,
+			       const u8 *tail, u32 tail_len)
+{
+	struct qcow2blk_wctx *ctx = arg;
+	struct qcow2blk_dev *dev = ctx->dev;
+	struct qcow2blk_wvec w = {
+		.bv = dev->wbvec,
+		.pos = host_off,
+	};
+	int ret;
+
+	lockdep_assert_held(&qcow2blk_top(dev)->wlock.m);
+	/* The engine asks only for bytes of the request it was given. */
+	if (WARN_ON_ONCE(guest_off < ctx->guest_off ||
+			 guest_off - ctx->guest_off > ctx->len ||
+			 len > ctx->len - (guest_off - ctx->guest_off)))
+		return -EIO;
+	w.file = qcow2blk_data_file(&dev->layers[0], &w.direct);
+
+	ret = qcow2blk_wvec_add_kbuf(&w, head, head_len);
+	if (!ret)
+		ret = qcow2blk_wvec_add_guest(&w, ctx, guest_off -
+					      ctx->guest_off, len);
+	if (!ret)
+		ret = qcow2blk_wvec_add_kbuf(&w, tail, tail_len);
+	if (!ret)
+		ret = qcow2blk_wvec_issue(&w);
+	atomic64_inc(&dev->stats.data_writes);
+	if (ret) {
+		atomic64_inc(&dev->stats.io_errors);
+		pr_err_ratelimited("qcow2blk: qcow%d: data write of %llu bytes at %llu failed: %d\n",
+				   dev->index, head_len + len + tail_len,
+				   host_off, ret);
+	}
+	return ret;
+}
+
+/* What the guest sees now at [@guest_off, @guest_off + @len), into @buf. */
+static int qcow2blk_read_guest(struct qcow2blk_dev *dev, u64 guest_off,
+			       u32 len, u8 *buf)
+{
+	struct qcow2_chain_extent ce;
+	struct qcow2_extent *ext = &ce.ext;
+	struct qcow2blk_layer *layer;
+	struct iov_iter iter;
+	struct kvec kv;
+	struct file *file;
+	bool direct;
+	int ret;
+
+	while (len) {
+		ret = qcow2_chain_map(&dev->chain, guest_off, len, &ce);
+		if (ret)
+			return ret;
+		if (WARN_ON_ONCE(!ext->len || ext->len > len ||
+				 ce.layer >= dev->nr_layers))
+			return -EIO;
+		layer = &dev->layers[ce.layer];
+
+		switch (ext->type) {
+		case QCOW2_EXT_DATA:
+			file = qcow2blk_data_file(layer, &direct);
+			ret = qcow2blk_kbuf_rw(file, direct, false, buf,
+					       ext->len, ext->host_off);
+			if (ret) {
+				atomic64_inc(&dev->stats.io_errors);
+				pr_err_ratelimited("qcow2blk: qcow%d: layer %u: copy-on-write read at %llu failed: %d\n",
+						   dev->index, ce.layer,
+						   ext->host_off, ret);
+				return -EIO;
+			}
+			break;
+		case QCOW2_EXT_COMPRESSED:
+			kv.iov_base = buf;
+			kv.iov_len = ext->len;
+			iov_iter_kvec(&iter, ITER_DEST, &kv, 1, ext->len);
+			ret = qcow2blk_read_compressed(dev, ce.layer, ext,
+						       &iter);
+			if (ret)
+				return ret;
+			break;
+		case QCOW2_EXT_ZERO:
+			memset(buf, 0, ext->len);
+			break;
+		default:
+			WARN_ON_ONCE(1);
+			return -EIO;
+		}
+		guest_off += ext->len;
+		buf += ext->len;
+		len -= ext->len;
+	}
+	return 0;
+}
+
+static int qcow2blk_wsrc_read(void *arg, u64 guest_off, u32 len, u8 *buf)
+{
+	struct qcow2blk_wctx *ctx = arg;
+
+	return qcow2blk_read_guest(ctx->dev, guest_off, len, buf);
+}
+
+/* ---- write requests ---------------------------------------------------- */
+
+/**
+ * qcow2blk_check_wfail() - turn the disk read-only once the engine did
+ * @dev: writable device
+ *
+ * The engine stops accepting writes after a failed metadata write or an
+ * overlap (qcow2_image::wfail); the disk follows, once, with a log line.
+ *
+ * Context: process context.
+ */
+void qcow2blk_check_wfail(struct qcow2blk_dev *dev)
+{
+	int wfail = READ_ONCE(qcow2blk_top(dev)->wfail);
+
+	if (!wfail || test_and_set_bit(QCOW2BLK_WS_FAIL_LOGGED, &dev->wstate))
+		return;
+	set_disk_ro(dev->disk, true);
+	pr_err("qcow2blk: %s: %pD turned read-only: %s (error %d)\n",
+	       dev->disk->disk_name, dev->layers[0].file,
+	       wfail == -EUCLEAN ?
+	       "metadata write would overlap other metadata, image marked corrupt" :
+	       "image metadata could not be written",
+	       wfail);
+}
+
+static blk_status_t qcow2blk_write_error(struct qcow2blk_dev *dev, int ret)
+{
+	switch (ret) {
+	case 0:
+		return BLK_STS_OK;
+	case -ENOSPC:
+		return BLK_STS_NOSPC;
+	case -ENOMEM:
+		return BLK_STS_RESOURCE;
+	case -EUCLEAN:
+		atomic64_inc(&dev->stats.corrupt_errors);
+		return BLK_STS_IOERR;
+	default:
+		/* -EROFS, -EIO: I/O errors were counted where they happened. */
+		return BLK_STS_IOERR;
+	}
+}
+
+/* A flat copy of the request's bio_vecs, exact to its bytes. */
+static int qcow2blk_rq_bvecs(struct qcow2blk_cmd *cmd, struct request *rq,
+			     unsigned int *nr)
+{
+	struct req_iterator rq_iter;
+	struct bio_vec tmp;
+	unsigned int i = 0;
+
+	*nr = 0;
+	rq_for_each_bvec(tmp, rq, rq_iter)
+		(*nr)++;
+	cmd->bvec = kmalloc_array(*nr, sizeof(*cmd->bvec), GFP_NOIO);
+	if (!cmd->bvec)
+		return -ENOMEM;
+	rq_for_each_bvec(tmp, rq, rq_iter)
+		cmd->bvec[i++] = tmp;
+	return 0;
+}
+
+static blk_status_t qcow2blk_do_write(struct qcow2blk_cmd *cmd,
+				      struct request *rq)
+{
+	struct qcow2blk_dev *dev = cmd->dev;
+	struct qcow2_image *img = qcow2blk_top(dev);
+	struct qcow2blk_wctx ctx = {
+		.dev = dev,
+		.guest_off = (u64)blk_rq_pos(rq) << SECTOR_SHIFT,
+		.len = blk_rq_bytes(rq),
+	};
+	const struct qcow2_wsrc src = {
+		.write = qcow2blk_wsrc_write,
+		.read = qcow2blk_wsrc_read,
+		.arg = &ctx,
+	};
+	int ret;
+
+	switch (req_op(rq)) {
+	case REQ_OP_FLUSH:
+		ret = qcow2_flush(img);
+		break;
+	case REQ_OP_WRITE:
+		ret = qcow2blk_rq_bvecs(cmd, rq, &ctx.nr_bvec);
+		if (ret)
+			return BLK_STS_RESOURCE;
+		ctx.bvec = cmd->bvec;
+		ret = qcow2_write(img, ctx.guest_off, ctx.len, &src);
+		if (!ret && (rq->cmd_flags & REQ_FUA))
+			ret = qcow2_flush(img);
+		break;
+	case REQ_OP_WRITE_ZEROES:
+		ret = qcow2_write_zeroes(img, ctx.guest_off, ctx.len,
+					 rq->cmd_flags & REQ_NOUNMAP ? 0 :
+					 QCOW2_ZERO_MAY_UNMAP, &src);
+		break;
+	case REQ_OP_DISCARD:
+		ret = qcow2_discard(img, ctx.guest_off, ctx.len);
+		break;
+	default:
+		WARN_ON_ONCE(1);
+		ret = -EIO;
+		break;
+	}
+	qcow2blk_check_wfail(dev);
+	return qcow2blk_write_error(dev, ret);
+}
+
 static void qcow2blk_work(struct work_struct *work)
 {
 	struct qcow2blk_cmd *cmd = container_of(work, struct qcow2blk_cmd,
@@ -218,7 +775,10 @@ static void qcow2blk_work(struct work_struct *work)
 	unsigned int noio = memalloc_noio_save();
 	blk_status_t status;
 
-	status = qcow2blk_do_read(cmd, rq);
+	if (req_op(rq) == REQ_OP_READ)
+		status = qcow2blk_do_read(cmd, rq);
+	else
+		status = qcow2blk_do_write(cmd, rq);
 	if (status)
 		qcow2blk_cmd_fail(cmd, status);
 	memalloc_noio_restore(noio);
@@ -238,9 +798,18 @@ static blk_status_t qcow2blk_queue_rq(struct blk_mq_hw_ctx *hctx,
 	case REQ_OP_READ:
 		break;
 	case REQ_OP_FLUSH:
+		if (dev->writable)
+			break;
 		/* Read-only: nothing is ever dirty. */
 		blk_mq_end_request(rq, BLK_STS_OK);
 		return BLK_STS_OK;
+	case REQ_OP_WRITE:
+	case REQ_OP_WRITE_ZEROES:
+	case REQ_OP_DISCARD:
+		/* The block layer lets writes to read-only disks through. */
+		if (!qcow2blk_dev_read_only(dev))
+			break;
+		fallthrough;
 	default:
 		pr_warn_ratelimited("qcow2blk: qcow%d: write to read-only device refused\n",
 				    dev->index);

@@ -9,6 +9,14 @@
  * A device holds a module reference from attach to detach, so the module
  * cannot be unloaded while any device exists. Detach of an open device fails
  * with -EBUSY; once detach has begun, new opens fail with -ENODEV.
+ *
+ * Writable devices: only the top image (and its external data file) is
+ * written; backing layers and snapshots are always read-only. Writes reach
+ * the image file as the engine orders them; what the engine still caches
+ * (L2 and refcount changes) becomes durable on a flush request and when the
+ * device is detached. The last close of the block device does not flush:
+ * whoever cares about durability (file systems, sync(1), dd conv=fsync)
+ * sends a flush, and detach always flushes before it lets go of the files.
  */
 #include <linux/module.h>
 #include <linux/blkdev.h>
@@ -16,6 +24,7 @@
 #include <linux/xarray.h>
 #include <linux/file.h>
 #include <linux/uaccess.h>
+#include <linux/sched/mm.h>
 
 #include "qcow2blk_priv.h"
 
@@ -23,6 +32,21 @@
 DEFINE_MUTEX(qcow2blk_ctl_mutex);
 static DEFINE_XARRAY_ALLOC(qcow2blk_devs);	/* index -> device */
 static int qcow2blk_major;
+
+/**
+ * qcow2blk_dev_read_only() - does the device refuse writes now?
+ * @dev: device
+ *
+ * Read-only when attached so, or once the engine stopped writing after an
+ * error (qcow2_image::wfail).
+ *
+ * Context: any.
+ * Return: true if writes are refused.
+ */
+bool qcow2blk_dev_read_only(struct qcow2blk_dev *dev)
+{
+	return !dev->writable || READ_ONCE(qcow2blk_top(dev)->wfail);
+}
 
 /**
  * qcow2blk_dev_state() - QCOW2BLK_S_* bits describing a device
@@ -34,7 +58,12 @@ static int qcow2blk_major;
 u64 qcow2blk_dev_state(struct qcow2blk_dev *dev)
 {
 	const struct qcow2_header *h = &qcow2blk_top(dev)->h;
-	u64 state = QCOW2BLK_S_READ_ONLY;
+	u64 state = 0;
+
+	if (qcow2blk_dev_read_only(dev))
+		state |= QCOW2BLK_S_READ_ONLY;
+	if (dev->writable && READ_ONCE(qcow2blk_top(dev)->wfail))
+		state |= QCOW2BLK_S_WRITE_FAILED;
 
 	if (dev->layers[0].direct_io)
 		state |= QCOW2BLK_S_DIRECT_IO;
@@ -53,7 +82,7 @@ static int qcow2blk_open(struct gendisk *disk, bool write)
 	mutex_lock(&dev->lock);
 	if (dev->removing)
 		ret = -ENODEV;
-	else if (write)
+	else if (write && qcow2blk_dev_read_only(dev))
 		ret = -EROFS;
 	else
 		dev->open_count++;
@@ -169,6 +198,14 @@ static int qcow2blk_init_disk(struct qcow2blk_dev *dev)
 	};
 	struct gendisk *disk;
 
+	if (dev->writable) {
+		lim.write_cache = true;
+		/* The engine frees whole clusters; it ignores the rest. */
+		lim.discard_granularity = cluster_size;
+		lim.max_discard_sectors = QCOW2BLK_MAX_ZERO_SECTORS;
+		lim.max_write_zeroes_sectors = QCOW2BLK_MAX_ZERO_SECTORS;
+	}
+
 	disk = qcow2blk_alloc_disk(&dev->tag_set, &lim, dev);
 	if (IS_ERR(disk))
 		return PTR_ERR(disk);
@@ -182,7 +219,7 @@ static int qcow2blk_init_disk(struct qcow2blk_dev *dev)
 		 dev->index);
 	/* Guest bytes past the virtual size read as zero up to the sector. */
 	set_capacity(disk, DIV_ROUND_UP_ULL(dev->chain.size, SECTOR_SIZE));
-	set_disk_ro(disk, true);
+	set_disk_ro(disk, !dev->writable);
 	dev->disk = disk;
 	return 0;
 }
@@ -209,6 +246,27 @@ static int qcow2blk_check_file(struct file *file, u32 layer, bool data,
 	return 0;
 }
 
+/* The top image of a writable attach: open for writing, in place. */
+static int qcow2blk_check_writable(struct file *file, bool data,
+				   struct qcow2_err *err)
+{
+	const char *what = data ? "data file" : "image";
+
+	if (!(file->f_mode & FMODE_WRITE) || !file->f_op->write_iter) {
+		snprintf(err->msg, sizeof(err->msg),
+			 "%s not open for writing: open it read-write or attach read-only",
+			 what);
+		return -EBADF;
+	}
+	/* Appending writes would put every cluster at the end of file. */
+	if (file->f_flags & O_APPEND) {
+		snprintf(err->msg, sizeof(err->msg),
+			 "%s open with O_APPEND: cannot write in place", what);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Is @inode the image or data file of a layer above @layer? */
 static bool qcow2blk_seen_above(const struct qcow2blk_attach *a, u32 layer,
 				struct inode *inode)
@@ -224,6 +282,63 @@ static bool qcow2blk_seen_above(const struct qcow2blk_attach *a, u32 layer,
 	return false;
 }
 
+/* Does @dev use @inode as the image or data file of any layer? */
+static bool qcow2blk_dev_uses(struct qcow2blk_dev *dev, struct inode *inode,
+			      bool top_only)
+{
+	u32 i, n = top_only ? 1 : dev->nr_layers;
+
+	for (i = 0; i < n; i++) {
+		if (file_inode(dev->layers[i].file) == inode ||
+		    (dev->layers[i].data_file &&
+		     file_inode(dev->layers[i].data_file) == inode))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A written image belongs to one device: refuse a writable attach of a
+ * file any device uses, and any attach of a file a writable device writes.
+ */
+static int qcow2blk_check_busy(const struct qcow2blk_attach *a,
+			       struct qcow2_err *err)
+{
+	bool writable = !(a->flags & QCOW2BLK_F_READ_ONLY);
+	struct qcow2blk_dev *dev;
+	unsigned long index = 0;
+	struct inode *inode;
+	u32 i, j;
+
+	lockdep_assert_held(&qcow2blk_ctl_mutex);
+	while ((dev = qcow2blk_dev_next(&index))) {
+		for (i = 0; i < a->nr_layers; i++) {
+			for (j = 0; j < 2; j++) {
+				struct file *f = j ? a->layers[i].data_file :
+						     a->layers[i].file;
+
+				if (!f)
+					continue;
+				inode = file_inode(f);
+				if ((writable && !i &&
+				     qcow2blk_dev_uses(dev, inode, false)) ||
+				    (dev->writable &&
+				     qcow2blk_dev_uses(dev, inode, true))) {
+					snprintf(err->msg, sizeof(err->msg),
+						 "layer %u: %s is in use by %s%s",
+						 i, j ? "data file" : "image",
+						 dev->disk->disk_name,
+						 dev->writable ?
+						 " (attached read-write)" : "");
+					return -EBUSY;
+				}
+			}
+		}
+		index++;
+	}
+	return 0;
+}
+
 /* Refuse what needs no image reading: flags, file types, loops. */
 static int qcow2blk_check_attach(const struct qcow2blk_attach *a,
 				 struct qcow2_err *err)
@@ -236,8 +351,19 @@ static int qcow2blk_check_attach(const struct qcow2blk_attach *a,
 		return -EINVAL;
 	}
 	if (!(a->flags & QCOW2BLK_F_READ_ONLY)) {
-		qcow2blk_err(err, "writing is not supported yet: attach read-only");
-		return -EOPNOTSUPP;
+		if (a->snapshot) {
+			qcow2blk_err(err, "a snapshot can only be attached read-only");
+			return -EINVAL;
+		}
+		ret = qcow2blk_check_writable(a->layers[0].file, false, err);
+		if (!ret && a->layers[0].data_file)
+			ret = qcow2blk_check_writable(a->layers[0].data_file,
+						      true, err);
+		if (ret)
+			return ret;
+	} else if (a->rc_cache_bytes) {
+		qcow2blk_err(err, "a refcount cache size needs a writable attach");
+		return -EINVAL;
 	}
 	if (a->index >= (int)QCOW2BLK_MAX_DEVICES) {
 		qcow2blk_err(err, "device index out of range");
@@ -272,13 +398,14 @@ static int qcow2blk_check_attach(const struct qcow2blk_attach *a,
 			return -ELOOP;
 		}
 	}
-	return 0;
+	return qcow2blk_check_busy(a, err);
 }
 
 /* Take file references and describe every layer for the engine. */
 static int qcow2blk_setup_layers(struct qcow2blk_dev *dev,
 				 const struct qcow2blk_attach *a,
-				 struct qcow2_layer_desc *desc)
+				 struct qcow2_layer_desc *desc,
+				 struct qcow2_io *data_io)
 {
 	u32 i;
 
@@ -306,6 +433,8 @@ static int qcow2blk_setup_layers(struct qcow2blk_dev *dev,
 		desc[i].file_size = i_size_read(file_inode(l->file));
 		desc[i].has_data_file = !!l->data_file;
 	}
+	if (dev->writable)
+		qcow2blk_fill_write_io(&dev->layers[0], &desc[0].io, data_io);
 	return 0;
 }
 
@@ -338,9 +467,11 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 	struct qcow2_open_opts opts = {
 		.flags = 0,
 		.l2_cache_bytes = a->l2_cache_bytes,
+		.rc_cache_bytes = a->rc_cache_bytes,
 		.map_cache_bytes = a->map_cache_bytes,
 		.snapshot = a->snapshot,
 	};
+	struct qcow2_io data_io = { };
 	struct xa_limit limit = XA_LIMIT(0, QCOW2BLK_MAX_DEVICES - 1);
 	struct qcow2_layer_desc *desc;
 	struct qcow2blk_dev *dev;
@@ -361,6 +492,16 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 	mutex_init(&dev->lock);
 	dev->flags = a->flags;
 	dev->index = -1;
+	dev->writable = !(a->flags & QCOW2BLK_F_READ_ONLY);
+	if (dev->writable) {
+		opts.flags |= QCOW2_OPEN_WRITABLE;
+		dev->wbvec = kcalloc(QCOW2BLK_WRITE_BVECS,
+				     sizeof(*dev->wbvec), GFP_KERNEL);
+		if (!dev->wbvec) {
+			ret = -ENOMEM;
+			goto out_free;
+		}
+	}
 	if (a->snapshot) {
 		dev->snapshot = kstrdup(a->snapshot, GFP_KERNEL);
 		if (!dev->snapshot) {
@@ -369,13 +510,28 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 		}
 	}
 
-	ret = qcow2blk_setup_layers(dev, a, desc);
+	ret = qcow2blk_setup_layers(dev, a, desc, &data_io);
 	if (ret)
 		goto out_put_layers;
+	if (dev->layers[0].data_file && dev->writable)
+		opts.data_io = &data_io;
 	ret = qcow2_chain_open(&dev->chain, desc, a->nr_layers, &opts, err);
 	if (ret)
 		goto out_put_layers;
 	qcow2blk_zcache_init(dev);
+	/* The engine writes whole sectors; so must the last one be. */
+	if (dev->writable && !IS_ALIGNED(dev->chain.size, SECTOR_SIZE)) {
+		snprintf(err->msg, sizeof(err->msg),
+			 "virtual size %llu is not a multiple of 512 bytes: attach read-only",
+			 dev->chain.size);
+		ret = -EOPNOTSUPP;
+		goto out_close_chain;
+	}
+	if (dev->writable && WARN_ON_ONCE(!qcow2blk_top(dev)->writable)) {
+		qcow2blk_err(err, "the engine did not open the image writable");
+		ret = -EIO;
+		goto out_close_chain;
+	}
 
 	if (a->index >= 0) {
 		index = a->index;
@@ -412,11 +568,12 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 
 	__module_get(THIS_MODULE);
 	kfree(desc);
-	pr_info("qcow2blk: %s: attached %pD (qcow2 v%u, %llu bytes, %u-byte clusters, %u layer(s), %s I/O)\n",
+	pr_info("qcow2blk: %s: attached %pD (qcow2 v%u, %llu bytes, %u-byte clusters, %u layer(s), %s I/O, %s)\n",
 		dev->disk->disk_name, dev->layers[0].file,
 		qcow2blk_top(dev)->h.version, dev->chain.size,
 		qcow2blk_top(dev)->h.cluster_size, dev->nr_layers,
-		dev->layers[0].direct_io ? "direct" : "buffered");
+		dev->layers[0].direct_io ? "direct" : "buffered",
+		dev->writable ? "read-write" : "read-only");
 	return dev;
 
 out_put_disk:
@@ -434,6 +591,7 @@ out_put_layers:
 	qcow2blk_put_layers(dev);
 out_free:
 	if (dev) {
+		kfree(dev->wbvec);
 		kfree(dev->snapshot);
 		mutex_destroy(&dev->lock);
 	}
@@ -442,16 +600,41 @@ out_free:
 	return ERR_PTR(ret);
 }
 
+/*
+ * Write back what the engine still caches, after the last request. A
+ * failure is logged: the image file is then as a crash would leave it,
+ * consistent for qemu-img check with leaked clusters at worst.
+ */
+static void qcow2blk_dev_final_flush(struct qcow2blk_dev *dev)
+{
+	unsigned int noio;
+	int ret;
+
+	if (!dev->writable)
+		return;
+	/* The engine's allocations must not recurse into our own disk. */
+	noio = memalloc_noio_save();
+	ret = qcow2_flush(qcow2blk_top(dev));
+	memalloc_noio_restore(noio);
+	if (ret)
+		pr_err("qcow2blk: %s: flush at detach failed: %d%s\n",
+		       dev->disk->disk_name, ret, ret == -EROFS ?
+		       " (writing had stopped after an earlier error)" : "");
+}
+
 /* Tear down a device that is no longer reachable; nothing can open it. */
 static void qcow2blk_dev_destroy(struct qcow2blk_dev *dev)
 {
 	del_gendisk(dev->disk);
+	/* No request is left in flight once the disk is gone. */
+	qcow2blk_dev_final_flush(dev);
 	put_disk(dev->disk);
 	blk_mq_free_tag_set(&dev->tag_set);
 	destroy_workqueue(dev->wq);
 	qcow2blk_zcache_free(dev);
 	qcow2_chain_close(&dev->chain);
 	qcow2blk_put_layers(dev);
+	kfree(dev->wbvec);
 	kfree(dev->snapshot);
 	mutex_destroy(&dev->lock);
 	kfree(dev);

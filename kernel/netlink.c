@@ -10,6 +10,7 @@
  */
 #include <linux/module.h>
 #include <linux/file.h>
+#include <linux/sched/mm.h>
 #include <net/genetlink.h>
 
 #include "qcow2blk_priv.h"
@@ -45,6 +46,7 @@ static const struct nla_policy qcow2blk_nl_policy[QCOW2BLK_ATTR_MAX + 1] = {
 		NLA_POLICY_NESTED_ARRAY(qcow2blk_nl_layer_policy),
 	[QCOW2BLK_ATTR_CHAIN]		= { .type = NLA_REJECT },
 	[QCOW2BLK_ATTR_LAYER]		= { .type = NLA_REJECT },
+	[QCOW2BLK_ATTR_RC_CACHE_BYTES]	= { .type = NLA_U64 },
 };
 
 static struct genl_family qcow2blk_genl_family;
@@ -153,7 +155,11 @@ static int qcow2blk_nl_fill(struct sk_buff *skb, struct qcow2blk_dev *dev,
 			      qcow2blk_dev_state(dev), QCOW2BLK_ATTR_PAD) ||
 	    nla_put_u64_64bit(skb, QCOW2BLK_ATTR_L2_CACHE_BYTES,
 			      qcow2_l2c_bytes(qcow2blk_top(dev)),
-			      QCOW2BLK_ATTR_PAD)) {
+			      QCOW2BLK_ATTR_PAD) ||
+	    (dev->writable &&
+	     nla_put_u64_64bit(skb, QCOW2BLK_ATTR_RC_CACHE_BYTES,
+			       qcow2_rc_bytes(qcow2blk_top(dev)),
+			       QCOW2BLK_ATTR_PAD))) {
 		genlmsg_cancel(skb, hdr);
 		return -EMSGSIZE;
 	}
@@ -313,6 +319,16 @@ static int qcow2blk_nl_parse_attach(struct genl_info *info,
 	if (attrs[QCOW2BLK_ATTR_MAP_CACHE_BYTES])
 		a->map_cache_bytes =
 			nla_get_u64(attrs[QCOW2BLK_ATTR_MAP_CACHE_BYTES]);
+	if (attrs[QCOW2BLK_ATTR_RC_CACHE_BYTES]) {
+		a->rc_cache_bytes =
+			nla_get_u64(attrs[QCOW2BLK_ATTR_RC_CACHE_BYTES]);
+		if (a->flags & QCOW2BLK_F_READ_ONLY) {
+			NL_SET_ERR_MSG_ATTR(info->extack,
+					    attrs[QCOW2BLK_ATTR_RC_CACHE_BYTES],
+					    "a refcount cache size needs a writable attach");
+			return -EINVAL;
+		}
+	}
 	if (attrs[QCOW2BLK_ATTR_SNAPSHOT])
 		a->snapshot = nla_data(attrs[QCOW2BLK_ATTR_SNAPSHOT]);
 	if (attrs[QCOW2BLK_ATTR_INDEX]) {
@@ -451,20 +467,40 @@ static int qcow2blk_nl_dump(struct sk_buff *skb, struct netlink_callback *cb)
 	return skb->len;
 }
 
+/*
+ * Resize the refcount cache: the engine writes its dirty blocks back first,
+ * which needs the same care as the request path (no reclaim into the fs).
+ */
+static int qcow2blk_nl_set_rc(struct genl_info *info, struct qcow2blk_dev *dev,
+			      const struct nlattr *attr)
+{
+	unsigned int noio;
+	int ret;
+
+	noio = memalloc_noio_save();
+	ret = qcow2_rc_resize(qcow2blk_top(dev), nla_get_u64(attr));
+	memalloc_noio_restore(noio);
+	qcow2blk_check_wfail(dev);
+	if (ret)
+		NL_SET_ERR_MSG_ATTR(info->extack, attr,
+				    "cannot resize the refcount cache");
+	return ret;
+}
+
 static int qcow2blk_nl_set(struct sk_buff *skb, struct genl_info *info)
 {
+	struct nlattr *l2 = info->attrs[QCOW2BLK_ATTR_L2_CACHE_BYTES];
+	struct nlattr *rc = info->attrs[QCOW2BLK_ATTR_RC_CACHE_BYTES];
 	struct qcow2blk_dev *dev;
 	int index, ret;
-	u64 bytes;
 
 	ret = qcow2blk_nl_get_index(info, &index);
 	if (ret)
 		return ret;
-	if (!info->attrs[QCOW2BLK_ATTR_L2_CACHE_BYTES]) {
+	if (!l2 && !rc) {
 		NL_SET_ERR_MSG(info->extack, "nothing to change");
 		return -EINVAL;
 	}
-	bytes = nla_get_u64(info->attrs[QCOW2BLK_ATTR_L2_CACHE_BYTES]);
 
 	mutex_lock(&qcow2blk_ctl_mutex);
 	dev = qcow2blk_dev_find(index);
@@ -473,10 +509,24 @@ static int qcow2blk_nl_set(struct sk_buff *skb, struct genl_info *info)
 		ret = -ENODEV;
 		goto out_unlock;
 	}
-	ret = qcow2_l2c_resize(qcow2blk_top(dev), bytes);
-	if (ret) {
-		NL_SET_ERR_MSG(info->extack, "cannot resize the L2 cache");
+	if (rc && !dev->writable) {
+		NL_SET_ERR_MSG_ATTR(info->extack, rc,
+				    "read-only device: it has no refcount cache");
+		ret = -EINVAL;
 		goto out_unlock;
+	}
+	if (l2) {
+		ret = qcow2_l2c_resize(qcow2blk_top(dev), nla_get_u64(l2));
+		if (ret) {
+			NL_SET_ERR_MSG_ATTR(info->extack, l2,
+					    "cannot resize the L2 cache");
+			goto out_unlock;
+		}
+	}
+	if (rc) {
+		ret = qcow2blk_nl_set_rc(info, dev, rc);
+		if (ret)
+			goto out_unlock;
 	}
 	ret = qcow2blk_nl_reply(info, dev, QCOW2BLK_CMD_SET);
 out_unlock:

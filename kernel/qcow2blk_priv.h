@@ -7,6 +7,10 @@
  * Lock order, outermost first:
  *   qcow2blk_ctl_mutex		device table, attach/detach/set
  *   qcow2blk_dev::lock		open count and removal
+ *   qcow2_image::wlock		writes to the top image (inside the engine,
+ *				held by qcow2_write() and friends across
+ *				their data and metadata writes; it also
+ *				guards qcow2blk_dev::wbvec)
  *   qcow2_image::l2c_lock	L2 cache (inside the engine, held by
  *				qcow2_map() only, may do metadata reads)
  *   qcow2blk_zcache::lock	decompressed clusters (spinlock, no I/O)
@@ -33,6 +37,14 @@
 #define QCOW2BLK_QUEUE_DEPTH		128
 /* Largest request: 1 MiB, so one request spans few L2 slices. */
 #define QCOW2BLK_MAX_HW_SECTORS		2048
+/*
+ * bio_vecs of one data write to the image: a whole request (at most
+ * QCOW2BLK_MAX_HW_SECTORS) plus a 64 KiB cluster of copy-on-write each
+ * side fits; larger writes are issued in several pieces.
+ */
+#define QCOW2BLK_WRITE_BVECS		1024
+/* Longest discard or write-zeroes request: 1 GiB, in sectors. */
+#define QCOW2BLK_MAX_ZERO_SECTORS	(1U << (30 - SECTOR_SHIFT))
 /* Decompressed clusters kept per device: bytes, at least two clusters. */
 #define QCOW2BLK_ZCACHE_BYTES		(4U << 20)
 #define QCOW2BLK_ZCACHE_MIN_ENTRIES	2
@@ -60,6 +72,16 @@ struct qcow2blk_stats {
 	atomic64_t corrupt_errors;	/* requests failed by bad metadata */
 	atomic64_t data_ios;		/* reads issued to the image file */
 	atomic64_t compressed_reads;	/* compressed extents served */
+	atomic64_t data_writes;		/* writes issued to the data file */
+};
+
+/*
+ * One file of a layer as the engine's struct qcow2_io sees it (its priv):
+ * the image file or the external data file. Const after attach.
+ */
+struct qcow2blk_fio {
+	struct qcow2blk_layer *layer;	/* owner */
+	bool data;			/* the data file, else the image file */
 };
 
 /* One layer of a device's chain; all fields const after attach. */
@@ -68,9 +90,14 @@ struct qcow2blk_layer {
 	u32 index;			/* 0 is the top image */
 	struct file *file;		/* image file, reference held */
 	struct file *data_file;		/* external data file, or NULL */
-	bool direct_io;			/* reads of file use IOCB_DIRECT */
-	bool data_direct_io;		/* reads of data_file use IOCB_DIRECT */
+	bool direct_io;			/* I/O on file uses IOCB_DIRECT */
+	bool data_direct_io;		/* I/O on data_file uses IOCB_DIRECT */
+	struct qcow2blk_fio image_fio;	/* the top's writer: image file */
+	struct qcow2blk_fio data_fio;	/* the top's writer: data file */
 };
+
+/* qcow2blk_dev::wstate bits */
+#define QCOW2BLK_WS_FAIL_LOGGED		0	/* wfail reported, disk ro */
 
 struct qcow2blk_dev {
 	int index;			/* N of /dev/qcowN; const */
@@ -78,6 +105,14 @@ struct qcow2blk_dev {
 	u32 nr_layers;			/* const */
 	struct qcow2blk_layer *layers;	/* [0] is the top; const */
 	char *snapshot;			/* attached snapshot, or NULL; const */
+	bool writable;			/* top image open for writing; const */
+	/*
+	 * Write path: QCOW2BLK_WRITE_BVECS entries for the data writes of
+	 * qcow2_wsrc::write; guarded by the top image's wlock, which the
+	 * engine holds whenever it calls that. NULL when read-only.
+	 */
+	struct bio_vec *wbvec;
+	unsigned long wstate;		/* QCOW2BLK_WS_* bits, atomic ops */
 	struct gendisk *disk;		/* const after attach */
 	struct blk_mq_tag_set tag_set;
 	struct workqueue_struct *wq;	/* request workers */
@@ -131,6 +166,7 @@ struct qcow2blk_attach {
 	u64 flags;			/* QCOW2BLK_F_* */
 	u64 l2_cache_bytes;		/* 0: engine default */
 	u64 map_cache_bytes;		/* 0: engine default */
+	u64 rc_cache_bytes;		/* writable only; 0: engine default */
 	const char *snapshot;		/* NULL: active layer */
 	int index;			/* -1: any */
 };
@@ -141,6 +177,7 @@ int qcow2blk_dev_detach(int index);
 struct qcow2blk_dev *qcow2blk_dev_find(int index);
 struct qcow2blk_dev *qcow2blk_dev_next(unsigned long *index);
 u64 qcow2blk_dev_state(struct qcow2blk_dev *dev);
+bool qcow2blk_dev_read_only(struct qcow2blk_dev *dev);
 
 /* The top image, which sets the device's geometry. */
 static inline struct qcow2_image *qcow2blk_top(struct qcow2blk_dev *dev)
@@ -154,6 +191,9 @@ int qcow2blk_io_init(void);
 void qcow2blk_io_exit(void);
 int qcow2blk_meta_pread(void *priv, void *buf, size_t len, u64 off);
 bool qcow2blk_probe_direct_io(struct file *file);
+void qcow2blk_fill_write_io(struct qcow2blk_layer *layer, struct qcow2_io *io,
+			    struct qcow2_io *data_io);
+void qcow2blk_check_wfail(struct qcow2blk_dev *dev);
 
 /* compress.c */
 int qcow2blk_compress_init(void);

@@ -81,6 +81,45 @@ QCOW2BLK_SHOW_L2(hits);
 QCOW2BLK_SHOW_L2(misses);
 QCOW2BLK_SHOW_L2(evictions);
 
+/* Write path: read-only devices have no engine state to ask; they show 0. */
+QCOW2BLK_SHOW(writable, "%d", dev->writable);
+QCOW2BLK_SHOW(write_error, "%d",
+	      dev->writable ? -READ_ONCE(qcow2blk_top(dev)->wfail) : 0);
+QCOW2BLK_SHOW(rc_cache_bytes, "%llu",
+	      dev->writable ? qcow2_rc_bytes(qcow2blk_top(dev)) : 0);
+QCOW2BLK_SHOW(data_writes, "%lld", atomic64_read(&dev->stats.data_writes));
+
+static struct qcow2_cache_stats qcow2blk_rc_stats(struct qcow2blk_dev *dev)
+{
+	struct qcow2_cache_stats st = { };
+
+	if (dev->writable)
+		qcow2_rc_get_stats(qcow2blk_top(dev), &st);
+	return st;
+}
+
+static struct qcow2_write_stats qcow2blk_write_stats(struct qcow2blk_dev *dev)
+{
+	struct qcow2_write_stats st = { };
+
+	if (dev->writable)
+		qcow2_write_get_stats(qcow2blk_top(dev), &st);
+	return st;
+}
+
+QCOW2BLK_SHOW(rc_cache_hits, "%llu", qcow2blk_rc_stats(dev).hits);
+QCOW2BLK_SHOW(rc_cache_misses, "%llu", qcow2blk_rc_stats(dev).misses);
+QCOW2BLK_SHOW(rc_cache_evictions, "%llu", qcow2blk_rc_stats(dev).evictions);
+QCOW2BLK_SHOW(alloc_clusters, "%llu",
+	      qcow2blk_write_stats(dev).alloc_clusters);
+QCOW2BLK_SHOW(freed_clusters, "%llu",
+	      qcow2blk_write_stats(dev).freed_clusters);
+QCOW2BLK_SHOW(cow_bytes, "%llu", qcow2blk_write_stats(dev).cow_bytes);
+QCOW2BLK_SHOW(l2_tables_allocated, "%llu",
+	      qcow2blk_write_stats(dev).l2_tables_allocated);
+QCOW2BLK_SHOW(meta_flushes, "%llu", qcow2blk_write_stats(dev).meta_flushes);
+QCOW2BLK_SHOW(overlaps, "%llu", qcow2blk_write_stats(dev).overlaps);
+
 #define QCOW2BLK_SHOW_MC(name)						\
 static ssize_t map_cache_##name##_show(struct device *d,		\
 				       struct device_attribute *attr,	\
@@ -138,6 +177,19 @@ static struct attribute *qcow2blk_attrs[] = {
 	&dev_attr_compressed_reads.attr,
 	&dev_attr_io_errors.attr,
 	&dev_attr_corrupt_errors.attr,
+	&dev_attr_writable.attr,
+	&dev_attr_write_error.attr,
+	&dev_attr_data_writes.attr,
+	&dev_attr_rc_cache_bytes.attr,
+	&dev_attr_rc_cache_hits.attr,
+	&dev_attr_rc_cache_misses.attr,
+	&dev_attr_rc_cache_evictions.attr,
+	&dev_attr_alloc_clusters.attr,
+	&dev_attr_freed_clusters.attr,
+	&dev_attr_cow_bytes.attr,
+	&dev_attr_l2_tables_allocated.attr,
+	&dev_attr_meta_flushes.attr,
+	&dev_attr_overlaps.attr,
 	NULL,
 };
 

@@ -61,6 +61,7 @@ static struct nla_policy qctl_policy[QCOW2BLK_ATTR_MAX + 1] = {
 	[QCOW2BLK_ATTR_SNAPSHOT]	= { .type = NLA_STRING },
 	[QCOW2BLK_ATTR_MAP_CACHE_BYTES]	= { .type = NLA_U64 },
 	[QCOW2BLK_ATTR_CHAIN]		= { .type = NLA_NESTED },
+	[QCOW2BLK_ATTR_RC_CACHE_BYTES]	= { .type = NLA_U64 },
 };
 
 static struct nla_policy qctl_layer_policy[QCOW2BLK_LAYER_ATTR_MAX + 1] = {
@@ -309,6 +310,9 @@ static int qctl_dev_parse(struct qctl_dev *dev, struct nlattr **tb)
 	if (tb[QCOW2BLK_ATTR_L2_CACHE_BYTES])
 		dev->l2_cache_bytes =
 			nla_get_u64(tb[QCOW2BLK_ATTR_L2_CACHE_BYTES]);
+	if (tb[QCOW2BLK_ATTR_RC_CACHE_BYTES])
+		dev->rc_cache_bytes =
+			nla_get_u64(tb[QCOW2BLK_ATTR_RC_CACHE_BYTES]);
 	if (tb[QCOW2BLK_ATTR_SNAPSHOT])
 		nla_strlcpy(dev->snapshot, tb[QCOW2BLK_ATTR_SNAPSHOT],
 			    sizeof(dev->snapshot));
@@ -536,6 +540,9 @@ static int qctl_put_attach(struct nl_msg *msg,
 	    (areq->has_map_cache &&
 	     nla_put_u64(msg, QCOW2BLK_ATTR_MAP_CACHE_BYTES,
 			 areq->map_cache_bytes) < 0) ||
+	    (areq->has_rc_cache &&
+	     nla_put_u64(msg, QCOW2BLK_ATTR_RC_CACHE_BYTES,
+			 areq->rc_cache_bytes) < 0) ||
 	    (areq->has_index &&
 	     nla_put_u32(msg, QCOW2BLK_ATTR_INDEX, areq->index) < 0) ||
 	    (areq->data_fd >= 0 &&
@@ -607,18 +614,25 @@ int qctl_nl_get(struct qctl_nl *nl, __u32 index, struct qctl_dev *dev)
 	return qctl_nl_run_dev(nl, msg, &req);
 }
 
-int qctl_nl_set_l2_cache(struct qctl_nl *nl, __u32 index, __u64 bytes,
-			 struct qctl_dev *dev)
+int qctl_nl_set(struct qctl_nl *nl, __u32 index,
+		const struct qctl_set_req *sreq, struct qctl_dev *dev)
 {
 	struct qctl_req req = { .on_msg = qctl_on_dev, .dev = dev };
 	struct nl_msg *msg;
 
 	memset(dev, 0, sizeof(*dev));
+	if (!sreq->has_l2_cache && !sreq->has_rc_cache)
+		return -EINVAL;
 	msg = qctl_msg_new(nl, QCOW2BLK_CMD_SET, 0, QCTL_MSG_BASE_BYTES);
 	if (!msg)
 		return -ENOMEM;
 	if (nla_put_u32(msg, QCOW2BLK_ATTR_INDEX, index) < 0 ||
-	    nla_put_u64(msg, QCOW2BLK_ATTR_L2_CACHE_BYTES, bytes) < 0) {
+	    (sreq->has_l2_cache &&
+	     nla_put_u64(msg, QCOW2BLK_ATTR_L2_CACHE_BYTES,
+			 sreq->l2_cache_bytes) < 0) ||
+	    (sreq->has_rc_cache &&
+	     nla_put_u64(msg, QCOW2BLK_ATTR_RC_CACHE_BYTES,
+			 sreq->rc_cache_bytes) < 0)) {
 		nlmsg_free(msg);
 		return -EMSGSIZE;
 	}

@@ -39,6 +39,7 @@ struct qctl_dev {
 	__u64 state;			/* QCOW2BLK_S_* */
 	__u64 flags;			/* QCOW2BLK_F_* given at attach */
 	__u64 l2_cache_bytes;		/* bytes */
+	__u64 rc_cache_bytes;		/* bytes; writable devices only */
 	char snapshot[QCTL_SNAPSHOT_BYTES];	/* attached snapshot */
 	struct qctl_dev_layer *chain;	/* every layer, top first; malloc()ed */
 	unsigned int nr_chain;		/* entries in @chain */
@@ -65,6 +66,8 @@ struct qctl_attach_req {
 	__u64 l2_cache_bytes;		/* bytes, 0: minimum */
 	bool has_map_cache;		/* send map_cache_bytes */
 	__u64 map_cache_bytes;		/* bytes */
+	bool has_rc_cache;		/* send rc_cache_bytes (writable) */
+	__u64 rc_cache_bytes;		/* bytes */
 	bool has_index;			/* ask for /dev/qcow<index> */
 	__u32 index;
 	const char *snapshot;		/* ID or name, NULL: active layer */
@@ -142,19 +145,28 @@ int qctl_nl_detach(struct qctl_nl *nl, __u32 index);
  */
 int qctl_nl_get(struct qctl_nl *nl, __u32 index, struct qctl_dev *dev);
 
+/* What SET changes; at least one of them. */
+struct qctl_set_req {
+	bool has_l2_cache;		/* resize the L2 cache */
+	__u64 l2_cache_bytes;		/* bytes; the kernel rounds, clamps */
+	bool has_rc_cache;		/* resize the refcount cache */
+	__u64 rc_cache_bytes;		/* bytes; writable devices only */
+};
+
 /**
- * qctl_nl_set_l2_cache() - resize the L2 cache of an attached device
+ * qctl_nl_set() - resize the caches of an attached device
  * @nl: handle
  * @index: device index
- * @bytes: new size; the kernel rounds and clamps it
+ * @sreq: the new sizes
  * @dev: the device after the change; release it with qctl_dev_release()
  *
  * Context: process; needs CAP_NET_ADMIN.
- * Return: 0, -ENODEV, -ENOMEM, -EPROTO (acked without a description) or
- * another -errno.
+ * Return: 0, -EINVAL (nothing to set, or the refcount cache of a
+ * read-only device), -ENODEV, -ENOMEM, -EPROTO (acked without a
+ * description) or another -errno.
  */
-int qctl_nl_set_l2_cache(struct qctl_nl *nl, __u32 index, __u64 bytes,
-			 struct qctl_dev *dev);
+int qctl_nl_set(struct qctl_nl *nl, __u32 index,
+		const struct qctl_set_req *sreq, struct qctl_dev *dev);
 
 /**
  * qctl_nl_features() - what the running module accepts

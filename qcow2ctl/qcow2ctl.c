@@ -44,6 +44,7 @@ enum {
 	OPT_DATA_FILE,
 	OPT_MAP_CACHE,
 	OPT_DRY_RUN,
+	OPT_RC_CACHE,
 };
 
 /* ---- list columns ------------------------------------------------------ */
@@ -60,6 +61,7 @@ enum {
 	COL_LAYERS,
 	COL_BACKING,
 	COL_SNAPSHOT,
+	COL_RCCACHE,
 	COL_CHAIN,
 };
 
@@ -88,6 +90,8 @@ static const struct qctl_colinfo qctl_colinfos[] = {
 			    "backing file of the top image" },
 	[COL_SNAPSHOT]	= { { "SNAPSHOT", QCTL_CELL_STR },
 			    "internal snapshot attached" },
+	[COL_RCCACHE]	= { { "RCCACHE", QCTL_CELL_NUM },
+			    "refcount cache size in bytes (read-write only)" },
 	[COL_CHAIN]	= { { "CHAIN", QCTL_CELL_JSON },
 			    "every layer, top first (JSON default only)" },
 };
@@ -131,7 +135,7 @@ static void qctl_usage(FILE *out)
 	      " " QCTL_PROG " attach [options] <image>\n"
 	      " " QCTL_PROG " detach <dev>... | -a\n"
 	      " " QCTL_PROG " list [options] [<dev>]\n"
-	      " " QCTL_PROG " set <dev> --l2-cache <size>\n"
+	      " " QCTL_PROG " set <dev> [--l2-cache <size>] [--refcount-cache <size>]\n"
 	      " " QCTL_PROG " snapshots [options] <image>\n"
 	      " " QCTL_PROG " features\n"
 	      "\n"
@@ -140,18 +144,27 @@ static void qctl_usage(FILE *out)
 	      "A <dev> is /dev/qcowN, qcowN or N.\n"
 	      "\n"
 	      "Attach options:\n"
-	      " -r, --read-only         attach read-only\n"
+	      " -r, --read-only         attach read-only (default: read-write;\n"
+	      "                           backing files are never written)\n"
 	      "     --snapshot <id>     attach an internal snapshot (ID or name;\n"
 	      "                           needs --read-only)\n"
 	      "     --data-file <path>  external data file of the image\n"
 	      "     --l2-cache <size>   L2 table cache size (K, M, G suffixes;\n"
 	      "                           0: the minimum)\n"
 	      "     --map-cache <size>  backing chain mapping cache size\n"
+	      "     --refcount-cache <size>\n"
+	      "                         refcount block cache size (read-write\n"
+	      "                           only; 0: the minimum)\n"
 	      "     --buffered          buffered instead of direct I/O on the image\n"
 	      "     --index <N>         attach as /dev/qcow<N>\n"
 	      "     --show              print the device name after attaching\n"
 	      "     --dry-run           open the backing chain, print it, attach\n"
 	      "                           nothing\n"
+	      "\n"
+	      "Set options (at least one):\n"
+	      "     --l2-cache <size>   resize the L2 table cache\n"
+	      "     --refcount-cache <size>\n"
+	      "                         resize the refcount cache (read-write)\n"
 	      "\n"
 	      "Detach options:\n"
 	      " -a, --all               detach all devices\n"
@@ -343,6 +356,7 @@ static int qctl_cmd_attach(int argc, char **argv)
 		{ "data-file",	required_argument,	NULL, OPT_DATA_FILE },
 		{ "l2-cache",	required_argument,	NULL, OPT_L2_CACHE },
 		{ "map-cache",	required_argument,	NULL, OPT_MAP_CACHE },
+		{ "refcount-cache", required_argument,	NULL, OPT_RC_CACHE },
 		{ "buffered",	no_argument,		NULL, OPT_BUFFERED },
 		{ "index",	required_argument,	NULL, OPT_INDEX },
 		{ "show",	no_argument,		NULL, OPT_SHOW },
@@ -400,6 +414,15 @@ static int qctl_cmd_attach(int argc, char **argv)
 				req.map_cache_bytes = 1;
 			req.has_map_cache = true;
 			break;
+		case OPT_RC_CACHE:
+			if (qctl_get_size("--refcount-cache", optarg,
+					  &req.rc_cache_bytes))
+				return EXIT_FAILURE;
+			/* As for the L2 cache: 0 would mean "default". */
+			if (!req.rc_cache_bytes)
+				req.rc_cache_bytes = 1;
+			req.has_rc_cache = true;
+			break;
 		case OPT_BUFFERED:
 			req.flags |= QCOW2BLK_F_BUFFERED_IO;
 			break;
@@ -429,6 +452,10 @@ static int qctl_cmd_attach(int argc, char **argv)
 	}
 	if (req.snapshot && !(req.flags & QCOW2BLK_F_READ_ONLY)) {
 		warnx("attach: --snapshot needs --read-only");
+		return qctl_try_help();
+	}
+	if (req.has_rc_cache && (req.flags & QCOW2BLK_F_READ_ONLY)) {
+		warnx("attach: --refcount-cache needs a read-write attach");
 		return qctl_try_help();
 	}
 	image = argv[optind];
@@ -746,6 +773,11 @@ static int qctl_fill_row(struct qctl_table *t, const struct qctl_dev *dev,
 			if (qctl_dev_has(dev, QCOW2BLK_ATTR_SNAPSHOT))
 				ret = qctl_table_set_str(t, i, dev->snapshot);
 			break;
+		case COL_RCCACHE:
+			if (qctl_dev_has(dev, QCOW2BLK_ATTR_RC_CACHE_BYTES))
+				ret = qctl_table_set_num(t, i,
+							 dev->rc_cache_bytes);
+			break;
 		case COL_CHAIN:
 			if (has_chain)
 				ret = qctl_set_chain(t, i, dev);
@@ -901,14 +933,14 @@ static int qctl_cmd_set(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "l2-cache",	required_argument,	NULL, OPT_L2_CACHE },
+		{ "refcount-cache", required_argument,	NULL, OPT_RC_CACHE },
 		{ "help",	no_argument,		NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char name[QCTL_DISK_NAME_BYTES + 8];
-	bool has_l2_cache = false;
+	struct qctl_set_req sreq = { 0 };
 	struct qctl_nl *nl;
 	struct qctl_dev dev;
-	__u64 l2_cache_bytes;
 	__u32 index;
 	int c, ret;
 
@@ -916,9 +948,15 @@ static int qctl_cmd_set(int argc, char **argv)
 		switch (c) {
 		case OPT_L2_CACHE:
 			if (qctl_get_size("--l2-cache", optarg,
-					  &l2_cache_bytes))
+					  &sreq.l2_cache_bytes))
 				return EXIT_FAILURE;
-			has_l2_cache = true;
+			sreq.has_l2_cache = true;
+			break;
+		case OPT_RC_CACHE:
+			if (qctl_get_size("--refcount-cache", optarg,
+					  &sreq.rc_cache_bytes))
+				return EXIT_FAILURE;
+			sreq.has_rc_cache = true;
 			break;
 		case 'h':
 			return qctl_help();
@@ -931,8 +969,8 @@ static int qctl_cmd_set(int argc, char **argv)
 		      "set: only one device at a time");
 		return qctl_try_help();
 	}
-	if (!has_l2_cache) {
-		warnx("set: nothing to set (--l2-cache)");
+	if (!sreq.has_l2_cache && !sreq.has_rc_cache) {
+		warnx("set: nothing to set (--l2-cache, --refcount-cache)");
 		return qctl_try_help();
 	}
 	if (qctl_get_dev(argv[optind], &index, name, sizeof(name)))
@@ -940,7 +978,7 @@ static int qctl_cmd_set(int argc, char **argv)
 
 	if (qctl_connect(&nl))
 		return EXIT_FAILURE;
-	ret = qctl_nl_set_l2_cache(nl, index, l2_cache_bytes, &dev);
+	ret = qctl_nl_set(nl, index, &sreq, &dev);
 	if (ret)
 		warnx("%s: set failed: %s", name, qctl_reason(nl, ret));
 	qctl_dev_release(&dev);

@@ -26,6 +26,10 @@
 #define QCOW2BLK_PART_SHIFT		4
 
 /* Attach flags (QCOW2BLK_ATTR_FLAGS). */
+/*
+ * Without QCOW2BLK_F_READ_ONLY the top image (and its external data file,
+ * both passed open for writing) is written; backing layers never are.
+ */
 #define QCOW2BLK_F_READ_ONLY		_BITULL(0) /* refuse writes */
 #define QCOW2BLK_F_BUFFERED_IO		_BITULL(1) /* no direct I/O */
 #define QCOW2BLK_F_ALL			(QCOW2BLK_F_READ_ONLY | \
@@ -36,19 +40,25 @@
 #define QCOW2BLK_S_READ_ONLY		_BITULL(1) /* device is read-only */
 #define QCOW2BLK_S_EXTENDED_L2		_BITULL(2) /* image has subclusters */
 #define QCOW2BLK_S_ZSTD			_BITULL(3) /* zstd compression */
+/* Writing stopped after an error; READ_ONLY is set too. */
+#define QCOW2BLK_S_WRITE_FAILED		_BITULL(4)
 
 enum qcow2blk_nl_cmd {
 	QCOW2BLK_CMD_UNSPEC,
 	/*
 	 * FD, [FLAGS], [L2_CACHE_BYTES], [MAP_CACHE_BYTES], [INDEX],
-	 * [DATA_FD], [SNAPSHOT], [BACKING] -> device attributes
+	 * [DATA_FD], [SNAPSHOT], [BACKING], [RC_CACHE_BYTES] -> device
+	 * attributes. RC_CACHE_BYTES needs a writable attach.
 	 */
 	QCOW2BLK_CMD_ATTACH,
 	/* INDEX */
 	QCOW2BLK_CMD_DETACH,
 	/* [INDEX] -> device attributes; dump without INDEX lists all */
 	QCOW2BLK_CMD_GET,
-	/* INDEX, L2_CACHE_BYTES -> device attributes */
+	/*
+	 * INDEX and at least one of L2_CACHE_BYTES, RC_CACHE_BYTES (writable
+	 * devices only) -> device attributes
+	 */
 	QCOW2BLK_CMD_SET,
 	/* -> VERSION, FEATURES */
 	QCOW2BLK_CMD_FEATURES,
@@ -91,6 +101,11 @@ enum qcow2blk_nl_attr {
 	 */
 	QCOW2BLK_ATTR_CHAIN,
 	QCOW2BLK_ATTR_LAYER,		/* nested: one layer, see above */
+	/*
+	 * u64: refcount block cache of a writable device, bytes; 0 on
+	 * ATTACH is the default. Reported by writable devices only.
+	 */
+	QCOW2BLK_ATTR_RC_CACHE_BYTES,
 
 	__QCOW2BLK_ATTR_MAX,
 };

@@ -7,6 +7,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,6 +384,53 @@ START_TEST(test_chain_not_a_file)
 	rmdir(dir);
 }
 
+/* The access mode @fd was opened with: O_RDONLY or O_RDWR. */
+static int fd_accmode(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	ck_assert_int_ge(fl, 0);
+	return fl & O_ACCMODE;
+}
+
+/*
+ * A read-write attach opens the top image read-write and its backing file
+ * read-only; a read-only one opens both read-only. Needs qemu-img to make
+ * the images; without it there is nothing to check.
+ */
+START_TEST(test_chain_writable_top_only)
+{
+	char dir[] = "/tmp/check_qcow2ctl.XXXXXX";
+	char cmd[512], base[64], top[64], msg[QCTL_CHAIN_MSG_BYTES];
+	struct qctl_chain_opts opts = { .writable = true };
+	struct qctl_chain c;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(base, sizeof(base), "%s/base.raw", dir);
+	snprintf(top, sizeof(top), "%s/top.qcow2", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "qemu-img create -q -f raw %s 1M && qemu-img create -q -f qcow2 -b base.raw -F raw %s >/dev/null 2>&1",
+		 base, top);
+	if (system(cmd) == 0) {
+		ck_assert_int_eq(qctl_chain_open(&c, top, &opts, msg,
+						 sizeof(msg)), 0);
+		ck_assert_uint_eq(c.nr, 2);
+		ck_assert_int_eq(fd_accmode(c.layers[0].fd), O_RDWR);
+		ck_assert_int_eq(fd_accmode(c.layers[1].fd), O_RDONLY);
+		qctl_chain_close(&c);
+
+		opts.writable = false;
+		ck_assert_int_eq(qctl_chain_open(&c, top, &opts, msg,
+						 sizeof(msg)), 0);
+		ck_assert_int_eq(fd_accmode(c.layers[0].fd), O_RDONLY);
+		ck_assert_int_eq(fd_accmode(c.layers[1].fd), O_RDONLY);
+		qctl_chain_close(&c);
+	}
+	unlink(top);
+	unlink(base);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	Suite *s = suite_create("qcow2ctl");
@@ -409,6 +457,7 @@ int main(void)
 	tcase_add_test(tc, test_path_absolute);
 	tcase_add_test(tc, test_format_probe);
 	tcase_add_test(tc, test_chain_not_a_file);
+	tcase_add_test(tc, test_chain_writable_top_only);
 	suite_add_tcase(s, tc);
 
 	sr = srunner_create(s);
