@@ -44,6 +44,21 @@ PY
 (cd "$src" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$sums"
 t_log "source: $(wc -l <"$sums") files, $(du -sk "$src" | cut -f1) KiB"
 
+# quiet DESCRIPTION CMD...: t_check, showing CMD's output only if it fails
+quiet() {
+	local what=$1 out rc
+
+	shift
+	out=$("$@" 2>&1)
+	rc=$?
+	if [ "$rc" -eq 0 ]; then
+		t_pass "$what"
+	else
+		t_fail "$what (exit $rc: $*)"
+		tail -20 <<<"$out" | sed 's/^/    /'
+	fi
+}
+
 # fs TYPE IMAGE: the whole cycle for one file system type
 fs() {
 	local type=$1 img=$2 dev mnt=$QB_SCRATCH/write03-mnt out rc
@@ -81,8 +96,8 @@ fs() {
 		return 1
 	fi
 	case $type in
-	ext4) t_check "$type: e2fsck -fn clean" e2fsck -f -n "$dev" ;;
-	xfs) t_check "$type: xfs_repair -n clean" xfs_repair -n "$dev" ;;
+	ext4) quiet "$type: e2fsck -fn clean" e2fsck -f -n "$dev" ;;
+	xfs) quiet "$type: xfs_repair -n clean" xfs_repair -n "$dev" ;;
 	esac
 	if mount_track "$dev" "$mnt" rw; then
 		t_check "$type: files match after re-attach" \
