@@ -6,7 +6,7 @@
 # fresh image (64 MiB; clusters of 64 KiB, 4 KiB and 512 B in turn) is
 # attached read-write and tests/crash/writer.py runs synchronous random
 # writes, write-zeroes and discards on it, logging each operation before
-# and after it to a file on the shared directory. A random 2-12 s after the
+# and after it to a file on the shared directory. A random 3-25 s after the
 # first completed write, QEMU is killed with SIGKILL from the host (kill) or
 # the guest reboots itself with sysrq b (sysrq); mix alternates, starting
 # with kill. Then, on the host: qemu-img check must exit 0 or 3 (leaked
@@ -145,7 +145,7 @@ for i in $(seq 1 "$count"); do
 	cluster=${clusters[$(((i - 1) % ${#clusters[@]}))]}
 	m=$mode
 	[ "$mode" = mix ] && { [ $((i % 2)) -eq 1 ] && m=kill || m=sysrq; }
-	delay=$((2 + RANDOM % 11))
+	delay=$((3 + RANDOM % 23))
 	wseed=$RANDOM
 	img=$dir/crash.qcow2
 	if [ "$loop" = 1 ]; then
