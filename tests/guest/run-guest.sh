@@ -9,12 +9,15 @@
 # "N passed, N failed[, N skipped]"; exits 1 if anything failed.
 #
 # Environment:
-#   QB_GUEST_TIMEOUT  seconds for the whole guest (boot + tests), default 1800
+#   QB_GUEST_TIMEOUT  seconds for the whole guest (boot + tests), default 3600
+#                     (the write tests add about 11 minutes to a full run)
 #   QB_IMAGES         an existing image matrix (a directory with MANIFEST from
 #                     tests/lib/images.sh) to use instead of building one
 #   QB_WORKDIR        where the scratch directory goes, default /var/tmp
 #   QB_KEEP=1         keep the scratch directory even when everything passed
 #   QB_NO_BUILD=1     use build/KVER/qcow2blk.ko and userspace as they are
+#   QB_CRASH_COUNT    crash tests (tests/crash/run.sh, one boot each) after a
+#                     run of all tests, default 2; 0 for none
 #
 # What we found running virtme-ng 1.35 (Debian trixie) with TCG here:
 #  - KVM must stay off: --disable-kvm. vng then picks "-machine q35" (not
@@ -54,7 +57,7 @@ kver=${1:?usage: run-guest.sh KVER [TEST...]}
 shift
 top=$(cd "$(dirname "$0")/../.." && pwd)
 kernel=/boot/vmlinuz-$kver
-guest_timeout=${QB_GUEST_TIMEOUT:-1800}
+guest_timeout=${QB_GUEST_TIMEOUT:-3600}
 
 # q35 devices the tests never use; loading their drivers costs boot time.
 blacklist=ahci,libahci,sr_mod,cdrom,sg,iTCO_wdt,iTCO_vendor_support,i6300esb
