@@ -144,7 +144,10 @@ for i in $(seq 1 "$count"); do
 	mkdir -p "$dir"
 	cluster=${clusters[$(((i - 1) % ${#clusters[@]}))]}
 	m=$mode
-	[ "$mode" = mix ] && { [ $((i % 2)) -eq 1 ] && m=kill || m=sysrq; }
+	if [ "$mode" = mix ]; then
+		m=sysrq
+		[ $((i % 2)) -eq 1 ] && m=kill
+	fi
 	delay=$((3 + RANDOM % 23))
 	wseed=$RANDOM
 	img=$dir/crash.qcow2
@@ -162,6 +165,7 @@ for i in $(seq 1 "$count"); do
 		--exec "bash $stage/guest.sh $stage $dir $wseed $cluster $m $delay")
 	# The clock starts when the lock is ours: the time other guests held
 	# it is not this boot's.
+	# shellcheck disable=SC2016 # expanded by that bash
 	boot=(bash -c 'date +%s >"$0" && exec "$@"' "$dir/t0"
 		timeout -k 10 900 "${boot[@]}")
 	[ -n "$lock" ] && boot=(flock -w 3600 "$lock" "${boot[@]}")

@@ -174,8 +174,8 @@ qio_script() {
 	while IFS= read -r c; do
 		[ -n "$c" ] && args+=(-c "$c")
 	done <"$2"
-	log=$(qemu-io -f raw -t none "${args[@]}" "$1" 2>&1)
-	if [ $? -ne 0 ] || grep -qiE 'fail|error' <<<"$log"; then
+	if ! log=$(qemu-io -f raw -t none "${args[@]}" "$1" 2>&1) ||
+	   grep -qiE 'fail|error' <<<"$log"; then
 		grep -iE 'fail|error' <<<"$log" | head -5
 		return 1
 	fi

@@ -88,8 +88,7 @@ for target in l1 reftable; do
 		test $((bits & 2)) -eq 2
 	t_check "$target: the metadata cluster is unchanged" \
 		test "$(cluster_sum "$img" "$host")" = "$before"
-	out=$(qcow2ctl attach --show "$img" 2>&1)
-	if [ $? -ne 0 ]; then
+	if ! out=$(qcow2ctl attach --show "$img" 2>&1); then
 		t_pass "$target: read-write attach refused now: $out"
 	else
 		t_fail "$target: read-write attach of a corrupt image succeeded"
