@@ -146,7 +146,7 @@ for i in $(seq 1 "$count"); do
 	m=$mode
 	if [ "$mode" = mix ]; then
 		m=sysrq
-		[ $((i % 2)) -eq 1 ] && m=kill
+		[ $((i % 2)) -eq 1 ] && m="kill"
 	fi
 	delay=$((3 + RANDOM % 23))
 	wseed=$RANDOM

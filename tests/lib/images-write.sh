@@ -224,7 +224,7 @@ for k in "${kinds[@]}"; do
 	build "$k" "$k.qcow2"
 	build "$k" "$k.ref.qcow2"
 	script=script.qio
-	[ "$k" = backing-qcow2-v2 ] && script=script-nodiscard.qio
+	[ "$k" = backing-qcow2-v2 ] && script="script-nodiscard.qio"
 	snap=-
 	if [ "$k" = snapshots ]; then
 		"$QIMG" convert -f qcow2 -l snapshot.name=before -O raw \
