@@ -127,6 +127,65 @@ attach_ro() {
 	echo "$dev"
 }
 
+# attach_rw IMAGE [OPTION...]: attach read-write, print the device name
+attach_rw() {
+	local img=$1 dev
+
+	shift
+	dev=$(qcow2ctl attach --show "$@" "$img") || return 1
+	case $dev in
+	/dev/qcow[0-9]*) ;;
+	*)
+		echo "attach printed '$dev', not a device name" >&2
+		return 1
+		;;
+	esac
+	settle
+	wait_for_dev "$dev" || return 1
+	echo "$dev"
+}
+
+# need_write IMAGE: skip the test when the module refuses every read-write
+# attach (a module without the write path); IMAGE is attached and detached
+# again, so pass one the test may change.
+need_write() {
+	local out dev
+
+	if out=$(qcow2ctl attach --show "$1" 2>&1); then
+		dev=$(grep -o '/dev/qcow[0-9]*' <<<"$out" | head -1)
+		settle
+		[ -n "$dev" ] && qcow2ctl detach "$dev"
+		return 0
+	fi
+	case $out in
+	*"not supported"*)
+		t_skip "the module cannot write: $out" ;;
+	esac
+	t_fail "read-write attach of $1: $out"
+	t_done
+}
+
+# qio_script DEV SCRIPT: run the qemu-io commands of SCRIPT (one a line) on
+# block device DEV with direct I/O, so each command is one request as
+# written; fails if any command failed, printing qemu-io's complaint.
+qio_script() {
+	local c args=() log
+
+	while IFS= read -r c; do
+		[ -n "$c" ] && args+=(-c "$c")
+	done <"$2"
+	if ! log=$(qemu-io -f raw -t none "${args[@]}" "$1" 2>&1) ||
+	   grep -qiE 'fail|error' <<<"$log"; then
+		grep -iE 'fail|error' <<<"$log" | head -5
+		return 1
+	fi
+}
+
+# ro_state DEV: 1 if the kernel has DEV read-only, else 0
+ro_state() {
+	blockdev --getro "$1"
+}
+
 settle() {
 	command -v udevadm >/dev/null && udevadm settle --timeout=30
 	return 0

@@ -66,6 +66,8 @@ export QB_IMAGES
 export QB_DATA=$stage/data
 export QB_KO=$stage/qcow2blk.ko
 export QB_SCRATCH=/run/qcow2blk-scratch
+# Shared with the host: tests may leave files there for a look afterwards.
+export QB_RESULTS=$results
 
 # A guest-local tmpfs: the shared directories are 9p, whose O_DIRECT
 # semantics are not a local file system's.

@@ -9,12 +9,15 @@
 # "N passed, N failed[, N skipped]"; exits 1 if anything failed.
 #
 # Environment:
-#   QB_GUEST_TIMEOUT  seconds for the whole guest (boot + tests), default 1800
+#   QB_GUEST_TIMEOUT  seconds for the whole guest (boot + tests), default 3600
+#                     (the write tests add about 11 minutes to a full run)
 #   QB_IMAGES         an existing image matrix (a directory with MANIFEST from
 #                     tests/lib/images.sh) to use instead of building one
 #   QB_WORKDIR        where the scratch directory goes, default /var/tmp
 #   QB_KEEP=1         keep the scratch directory even when everything passed
 #   QB_NO_BUILD=1     use build/KVER/qcow2blk.ko and userspace as they are
+#   QB_CRASH_COUNT    crash tests (tests/crash/run.sh, one boot each) after a
+#                     run of all tests, default 2; 0 for none
 #
 # What we found running virtme-ng 1.35 (Debian trixie) with TCG here:
 #  - KVM must stay off: --disable-kvm. vng then picks "-machine q35" (not
@@ -54,7 +57,7 @@ kver=${1:?usage: run-guest.sh KVER [TEST...]}
 shift
 top=$(cd "$(dirname "$0")/../.." && pwd)
 kernel=/boot/vmlinuz-$kver
-guest_timeout=${QB_GUEST_TIMEOUT:-1800}
+guest_timeout=${QB_GUEST_TIMEOUT:-3600}
 
 # q35 devices the tests never use; loading their drivers costs boot time.
 blacklist=ahci,libahci,sr_mod,cdrom,sg,iTCO_wdt,iTCO_vendor_support,i6300esb
@@ -221,6 +224,18 @@ make_chain_images() (
 step chain-images "$work/chain-images.log" make_chain_images || finish
 step layer-images "$work/layer-images.log" bash "$top/tests/lib/images-layers.sh" "$stage/data/layers" || finish
 
+# Images and QEMU references for the write tests (test_write_*), made only
+# when one of them is to run.
+want_write=0
+[ $# -eq 0 ] && want_write=1
+for t in "$@"; do
+	case $t in test_write_*) want_write=1 ;; esac
+done
+if [ "$want_write" = 1 ] && [ -f "$top/tests/lib/images-write.sh" ]; then
+	step write-images "$work/write-images.log" \
+		bash "$top/tests/lib/images-write.sh" "$stage/data/write" || finish
+fi
+
 # ---- boot -------------------------------------------------------------
 
 vng_args=(--run "$kernel" --disable-kvm --cpus 2 --memory 4G
@@ -243,6 +258,23 @@ while read -r status name; do
 	PASS | FAIL | SKIP) result "$status" "$name" ;;
 	esac
 done <"$results/results" 2>/dev/null
+
+# A few crash tests (tests/crash/run.sh, one boot each) after a full run:
+# QB_CRASH_COUNT of them, default 2; 0 for none. They take no lock of their
+# own: whoever runs this script holds the guest lock, if any.
+ncrash=${QB_CRASH_COUNT:-2}
+if [ $# -eq 0 ] && [ "$ncrash" -gt 0 ] && [ -f "$top/tests/crash/run.sh" ]; then
+	echo "run-guest: $ncrash crash tests"
+	QB_GUEST_LOCK= QB_NO_BUILD=1 QB_WORKDIR=$work \
+		bash "$top/tests/crash/run.sh" -n "$ncrash" -k "$kver" \
+		>"$work/crash.log" 2>&1
+	while read -r status name rest; do
+		rest=${rest#(}
+		case $status in
+		PASS | FAIL | SKIP) result "$status" "$name" "${rest%)}" ;;
+		esac
+	done <"$work/crash.log"
+fi
 
 if [ ! -f "$results/done" ]; then
 	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
