@@ -66,6 +66,7 @@ if ! command -v dmsetup >/dev/null || ! modprobe dm_mod 2>/dev/null; then
 	t_log "no device mapper: I/O error part skipped"
 	t_done
 fi
+modprobe loop 2>/dev/null
 truncate -s 96M "$work/backing.raw"
 loop=$(losetup --show -f "$work/backing.raw") || { t_fail "losetup"; t_done; }
 sectors=$(blockdev --getsz "$loop")
@@ -99,7 +100,9 @@ t_check_fails "later writes are refused" \
 	dd if=/dev/zero of="$dev" bs=4k count=1 oflag=direct status=none
 qcow2ctl detach "$dev" || t_fail "detach after the I/O error"
 settle
-dmsetup suspend qb-w06 && dmsetup load qb-w06 --table "0 $sectors linear $loop 0" &&
+# --noflush: the error table cannot flush what it holds.
+dmsetup suspend --noflush qb-w06 &&
+	dmsetup load qb-w06 --table "0 $sectors linear $loop 0" &&
 	dmsetup resume qb-w06 || t_fail "switching back to the linear target"
 # What reached the disk before the error is what a crash would leave.
 umount "$work/dm" 2>/dev/null
