@@ -45,7 +45,7 @@ else
 fi
 t_check "the device stays writable after ENOSPC" \
 	test "$(blockdev --getro "$dev")" = 0
-t_check "flush still works" blockdev --flushbufs "$dev"
+t_check "flush still works" sync "$dev"
 t_check "the first write reads back" \
 	cmp -n 4194304 "$work/a.bin" "$dev"
 qcow2ctl detach "$dev" || t_fail "detach after ENOSPC"
@@ -94,7 +94,7 @@ t_check "a write of new clusters, not flushed" \
 dmsetup suspend --noflush qb-w06 &&
 	dmsetup load qb-w06 --table "0 $sectors error" &&
 	dmsetup resume qb-w06 || t_fail "switching to the error target"
-t_check_fails "the flush fails" blockdev --flushbufs "$dev"
+t_check_fails "the flush fails" sync "$dev"
 t_check "the device turned read-only" test "$(blockdev --getro "$dev")" = 1
 werr=$(cat "/sys/block/${dev#/dev/}/qcow2/write_error" 2>/dev/null)
 t_check "sysfs write_error names the error ($werr)" \
