@@ -184,40 +184,6 @@ else
 	echo
 fi
 
-# Write workloads: each device writes its own fresh image of the same
-# size, so every round starts the same for all (allocation, then
-# overwrites as fio wraps around its 256 MiB region). loop on a sparse raw
-# file; qemu-nbd and qcow2blk on empty qcow2 images, read-write.
-truncate -s 1G "$img/w-loop.raw"
-qemu-img create -q -f qcow2 "$img/w-nbd.qcow2" 1G
-qemu-img create -q -f qcow2 "$img/w-qcow.qcow2" 1G
-d=$(losetup --direct-io=on -f --show "$img/w-loop.raw" 2>>"$out/losetup.err") ||
-	d=$(losetup -f --show "$img/w-loop.raw" 2>>"$out/losetup.err")
-[ -n "$d" ] && dev[loop-raw|wdata]=$d
-for f in "--cache=none --aio=native" "--cache=none --aio=threads" \
-	"--cache=writeback --aio=threads"; do
-	# shellcheck disable=SC2086
-	if qemu-nbd -c /dev/nbd3 -f qcow2 $f "$img/w-nbd.qcow2" \
-		2>>"$out/qemu-nbd.err"; then
-		dev[qemu-nbd|wdata]=/dev/nbd3
-		setting qemu_nbd_flags_wdata "-f qcow2 $f"
-		break
-	fi
-done
-for _ in $(seq 50); do
-	[ "$(cat /sys/block/nbd3/size)" != 0 ] && break
-	sleep 0.1
-done
-if d=$("$stage/qcow2ctl" attach --show "$img/w-qcow.qcow2" \
-	2>"$out/qcow2ctl-wdata.err"); then
-	dev[qcow2blk|wdata]=$d
-	setting qcow2blk_dev_wdata "$d"
-	setting qcow2blk_direct_io_wdata \
-		"$(cat "/sys/block/${d#/dev/}/qcow2/direct_io")"
-else
-	setting write_workloads "qcow2blk attach failed: $(cat "$out/qcow2ctl-wdata.err")"
-fi
-
 # The same I/O scheduler for all: nbd defaults to mq-deadline, loop and
 # qcow2blk to none.
 for k in "${!dev[@]}"; do
@@ -255,15 +221,9 @@ declare -A wl=(
 	[seqread-1m-qd4]="data|rw=read bs=1M iodepth=4"
 	[comp-randread-4k-qd1]="comp|rw=randread bs=4k iodepth=1"
 	[chain-randread-4k-qd1]="chain|rw=randread bs=4k iodepth=1"
-	[randwrite-4k-qd1]="wdata|rw=randwrite bs=4k iodepth=1 size=256M"
-	[randwrite-4k-qd16]="wdata|rw=randwrite bs=4k iodepth=16 size=256M"
-	[randwrite-4k-fsync]="wdata|rw=randwrite bs=4k iodepth=1 size=256M fsync=16"
-	[seqwrite-1m-qd4]="wdata|rw=write bs=1M iodepth=4 size=256M"
 )
 wl_order="randread-4k-qd1 randread-4k-qd16 seqread-1m-qd4 comp-randread-4k-qd1"
 [ "$chain" = run ] && wl_order+=" chain-randread-4k-qd1"
-[ -n "${dev[qcow2blk|wdata]:-}" ] &&
-	wl_order+=" randwrite-4k-qd1 randwrite-4k-qd16 randwrite-4k-fsync seqwrite-1m-qd4"
 
 # Device orders, one per round, so no device always runs first or last
 # (A B C, C B A, B C A, A C B, C A B, B A C; A B, B A for two devices).
@@ -347,12 +307,6 @@ for k in "${!dev[@]}"; do
 	esac
 done
 "$stage/qcow2ctl" detach -a || echo "qcow2ctl detach -a failed"
-# What qcow2blk wrote must be an image QEMU accepts.
-if [ -n "${dev[qcow2blk|wdata]:-}" ]; then
-	qemu-img check "$img/w-qcow.qcow2" >"$out/wdata-check.txt" 2>&1
-	rc=$?
-	setting qcow2blk_wdata_check "exit $rc: $(tr '\n' ' ' <"$out/wdata-check.txt")"
-fi
 rmmod qcow2blk || echo "rmmod qcow2blk failed"
 dmesg >"$out/dmesg"
 if grep -Eq 'BUG|Oops|WARNING|KASAN|UBSAN|Call Trace|hung task' "$out/dmesg"; then

@@ -24,9 +24,7 @@ import matplotlib.ticker  # noqa: E402,F401
 
 DEVICES = ["loop-raw", "qemu-nbd", "qcow2blk"]
 WORKLOADS = ["randread-4k-qd1", "randread-4k-qd16", "seqread-1m-qd4",
-             "comp-randread-4k-qd1", "chain-randread-4k-qd1",
-             "randwrite-4k-qd1", "randwrite-4k-qd16", "randwrite-4k-fsync",
-             "seqwrite-1m-qd4"]
+             "comp-randread-4k-qd1", "chain-randread-4k-qd1"]
 COLORS = {"loop-raw": "#8c8c8c", "qemu-nbd": "#4c72b0", "qcow2blk": "#dd8452"}
 
 
@@ -70,8 +68,7 @@ def main():
             if job not in fiojobs:
                 print("report: no fio output for %s" % job)
                 continue
-            # Write workloads report under "write".
-            rd = fiojobs[job]["write" if "write" in wl else "read"]
+            rd = fiojobs[job]["read"]
             if fiojobs[job].get("error"):
                 print("report: fio error %s in %s" % (fiojobs[job]["error"], job))
             b, e = marks.get(("begin", job)), marks.get(("end", job))

@@ -115,9 +115,6 @@ fi
 # tmpfs for the copies: the images' sizes plus a margin
 need=$(du -smL "$images/data.raw" "$images/data.qcow2" "$images/comp.qcow2" \
 	"$images/chain" | awk '{ s += $1 } END { print s + 64 }')
-# Write workloads: three fresh 1 GiB images, each written over at most
-# QP_WRITE_MIB (fio size=), plus metadata.
-need=$((need + 3 * 320))
 cat >"$stage/config" <<EOF
 QP_RUNTIME=$runtime
 QP_ROUNDS=$rounds
