@@ -57,7 +57,7 @@ apt-get install -y -q --no-install-recommends \
 	"$k61" "${k61/image/headers}" \
 	qemu-system-x86 qemu-utils fio \
 	libnl-3-dev libnl-genl-3-dev check \
-	e2fsprogs xfsprogs util-linux procps busybox-static \
+	e2fsprogs xfsprogs util-linux procps busybox-static dmsetup \
 	python3 python3-matplotlib zstd zlib1g-dev \
 	rsync udev mount
 
