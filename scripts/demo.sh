@@ -79,6 +79,7 @@ run cat /run/demo/hello.txt
 printf '\nguest# echo ... >/run/demo/written-in-guest.txt\n'
 echo "Written through $dev inside the guest on $(date -u '+%F %T UTC')." \
 	>/run/demo/written-in-guest.txt
+run sync
 run cat "/sys/block/${dev#/dev/}/qcow2/data_reads"
 run cat "/sys/block/${dev#/dev/}/qcow2/alloc_clusters"
 run umount /run/demo
