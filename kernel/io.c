@@ -60,10 +60,72 @@ static void qcow2blk_cmd_put(struct qcow2blk_cmd *cmd)
 		blk_mq_complete_request(blk_mq_rq_from_pdu(cmd));
 }
 
+/* ---- epochs of requests in flight (struct qcow2blk_epoch) -------------- */
+
+/**
+ * qcow2blk_epoch_init() - set up a device's request epochs
+ * @e: the device's epoch state
+ *
+ * Context: attach.
+ */
+void qcow2blk_epoch_init(struct qcow2blk_epoch *e)
+{
+	spin_lock_init(&e->lock);
+	e->cur = 0;
+	atomic_set(&e->inflight[0], 0);
+	atomic_set(&e->inflight[1], 0);
+}
+
+/* Count @cmd in the current epoch; before it maps anything. */
+static void qcow2blk_epoch_enter(struct qcow2blk_dev *dev,
+				 struct qcow2blk_cmd *cmd)
+{
+	struct qcow2blk_epoch *e = &dev->epoch;
+
+	spin_lock(&e->lock);
+	cmd->epoch = e->cur & 1;
+	atomic_inc(&e->inflight[cmd->epoch]);
+	spin_unlock(&e->lock);
+}
+
+/* @cmd is done with what it mapped. Any context. */
+static void qcow2blk_epoch_exit(struct qcow2blk_dev *dev,
+				struct qcow2blk_cmd *cmd)
+{
+	atomic_t *n;
+
+	if (cmd->epoch < 0)
+		return;
+	n = &dev->epoch.inflight[cmd->epoch];
+	cmd->epoch = -1;
+	if (atomic_dec_and_test(n))
+		wake_up_var(n);
+}
+
+/*
+ * qcow2_io::drain of the top image: every request that may have mapped a
+ * cluster before the caller freed it has completed. Runs in writer
+ * context (wlock held); the requests waited for never need wlock. Drains
+ * are serialized by wlock, so the old slot is empty before it is reused.
+ */
+static void qcow2blk_drain(void *priv)
+{
+	const struct qcow2blk_fio *fio = priv;
+	struct qcow2blk_epoch *e = &fio->layer->dev->epoch;
+	unsigned int old;
+
+	spin_lock(&e->lock);
+	old = e->cur & 1;
+	e->cur++;
+	spin_unlock(&e->lock);
+	wait_var_event(&e->inflight[old], !atomic_read(&e->inflight[old]));
+}
+
 static void qcow2blk_complete_rq(struct request *rq)
 {
 	struct qcow2blk_cmd *cmd = blk_mq_rq_to_pdu(rq);
 
+	qcow2blk_epoch_exit(cmd->dev, cmd);
 	kfree(cmd->bvec);
 	cmd->bvec = NULL;
 	blk_mq_end_request(rq, cmd->status);
@@ -91,6 +153,18 @@ static void qcow2blk_aio_done(struct kiocb *iocb, long ret)
 	qcow2blk_cmd_put(cmd);
 }
 
+/*
+ * Direct I/O at @pos for @len bytes of @iter, on a file whose direct I/O
+ * alignment is @align (0: none): offset and length aligned to it, memory
+ * to 512 bytes (what block devices ask of buffers).
+ */
+static bool qcow2blk_dio_ok(u32 align, u64 pos, u64 len,
+			    const struct iov_iter *iter)
+{
+	return align && IS_ALIGNED(pos | len, align) &&
+	       !(iov_iter_alignment(iter) & (SECTOR_SIZE - 1));
+}
+
 /* Read one extent of @layer into the next @len bytes of @iter. */
 static void qcow2blk_submit_read(struct qcow2blk_cmd *cmd, struct request *rq,
 				 struct iov_iter *iter,
@@ -100,8 +174,7 @@ static void qcow2blk_submit_read(struct qcow2blk_cmd *cmd, struct request *rq,
 	struct qcow2blk_dev *dev = cmd->dev;
 	/* Guest data lives in the data file when the layer has one. */
 	struct file *file = layer->data_file ?: layer->file;
-	bool direct = layer->data_file ? layer->data_direct_io :
-					 layer->direct_io;
+	u32 align = layer->data_file ? layer->data_dio_align : layer->dio_align;
 	struct qcow2blk_aio *aio;
 	struct iov_iter sub;
 	ssize_t ret;
@@ -127,8 +200,8 @@ static void qcow2blk_submit_read(struct qcow2blk_cmd *cmd, struct request *rq,
 	aio->iocb.ki_pos = host_off;
 	aio->iocb.ki_complete = qcow2blk_aio_done;
 	aio->iocb.ki_ioprio = req_get_ioprio(rq);
-	/* Unaligned tails (odd virtual sizes) go through the page cache. */
-	if (direct && IS_ALIGNED(host_off | len, SECTOR_SIZE))
+	/* Unaligned pieces (odd virtual sizes) go through the page cache. */
+	if (qcow2blk_dio_ok(align, host_off, len, &sub))
 		aio->iocb.ki_flags = IOCB_DIRECT;
 
 	atomic_inc(&cmd->pending);
@@ -140,7 +213,7 @@ static void qcow2blk_submit_read(struct qcow2blk_cmd *cmd, struct request *rq,
 
 /* Build an iterator over every page of @rq, as loop does. */
 static int qcow2blk_rq_iter(struct qcow2blk_cmd *cmd, struct request *rq,
-			    struct iov_iter *iter)
+			    unsigned int dir, struct iov_iter *iter)
 {
 	struct bio *bio = rq->bio;
 	struct req_iterator rq_iter;
@@ -157,12 +230,12 @@ static int qcow2blk_rq_iter(struct qcow2blk_cmd *cmd, struct request *rq,
 		cmd->bvec = bvec;
 		rq_for_each_bvec(tmp, rq, rq_iter)
 			bvec[i++] = tmp;
-		iov_iter_bvec(iter, ITER_DEST, bvec, nr, blk_rq_bytes(rq));
+		iov_iter_bvec(iter, dir, bvec, nr, blk_rq_bytes(rq));
 		iter->iov_offset = 0;
 	} else {
 		/* One bio: use its vector in place, from where it starts. */
 		bvec = __bvec_iter_bvec(bio->bi_io_vec, bio->bi_iter);
-		iov_iter_bvec(iter, ITER_DEST, bvec, nr, blk_rq_bytes(rq));
+		iov_iter_bvec(iter, dir, bvec, nr, blk_rq_bytes(rq));
 		iter->iov_offset = bio->bi_iter.bi_bvec_done;
 	}
 	return 0;
@@ -192,10 +265,13 @@ static blk_status_t qcow2blk_do_read(struct qcow2blk_cmd *cmd,
 	bool first = true;
 	int ret;
 
-	ret = qcow2blk_rq_iter(cmd, rq, &iter);
+	ret = qcow2blk_rq_iter(cmd, rq, ITER_DEST, &iter);
 	if (ret)
 		return BLK_STS_RESOURCE;
 
+	/* Clusters mapped here are not freed until the read is done. */
+	if (dev->writable)
+		qcow2blk_epoch_enter(dev, cmd);
 	while (left) {
 		ret = qcow2_chain_map(&dev->chain, pos, left, &ce);
 		if (ret)
@@ -234,30 +310,28 @@ static blk_status_t qcow2blk_do_read(struct qcow2blk_cmd *cmd,
 
 /* ---- synchronous file I/O ---------------------------------------------- */
 
-/* The file holding guest data of @layer, and whether it does direct I/O. */
+/* The file holding guest data of @layer, and its direct I/O alignment. */
 static struct file *qcow2blk_data_file(const struct qcow2blk_layer *layer,
-				       bool *direct)
+				       u32 *align)
 {
-	*direct = layer->data_file ? layer->data_direct_io : layer->direct_io;
+	*align = layer->data_file ? layer->data_dio_align : layer->dio_align;
 	return layer->data_file ?: layer->file;
 }
 
 /*
  * Read or write all of @iter at @pos, synchronously. Direct I/O is used
- * when @direct and everything is 512-byte aligned. Reads past the end of
- * the file fill the rest with zeroes; a write that makes no progress is
- * -EIO.
+ * when the file has it (@align, its alignment, not 0) and everything is
+ * aligned. Reads past the end of the file fill the rest with zeroes; a
+ * write that makes no progress is -EIO.
  */
-static int qcow2blk_file_rw(struct file *file, bool direct, bool write,
+static int qcow2blk_file_rw(struct file *file, u32 align, bool write,
 			    struct iov_iter *iter, u64 pos)
 {
+	bool direct = qcow2blk_dio_ok(align, pos, iov_iter_count(iter), iter);
 	struct iov_iter before;
 	struct kiocb kiocb;
 	ssize_t ret;
 
-	if (direct && (!IS_ALIGNED(pos | iov_iter_count(iter), SECTOR_SIZE) ||
-		       iov_iter_alignment(iter) & (SECTOR_SIZE - 1)))
-		direct = false;
 	while (iov_iter_count(iter)) {
 		init_sync_kiocb(&kiocb, file);
 		kiocb.ki_pos = pos;
@@ -317,7 +391,7 @@ static size_t qcow2blk_kbuf_bvecs(const u8 *buf, size_t len,
 }
 
 /* Synchronous I/O between a kernel buffer (kmalloc or vmalloc) and @file. */
-static int qcow2blk_kbuf_rw(struct file *file, bool direct, bool write,
+static int qcow2blk_kbuf_rw(struct file *file, u32 align, bool write,
 			    void *buf, size_t len, u64 pos)
 {
 	struct bio_vec bv[QCOW2BLK_KBUF_BVECS];
@@ -331,7 +405,7 @@ static int qcow2blk_kbuf_rw(struct file *file, bool direct, bool write,
 		n = qcow2blk_kbuf_bvecs(buf, len, bv, &nr, ARRAY_SIZE(bv));
 		iov_iter_bvec(&iter, write ? ITER_SOURCE : ITER_DEST, bv, nr,
 			      n);
-		ret = qcow2blk_file_rw(file, direct, write, &iter, pos);
+		ret = qcow2blk_file_rw(file, align, write, &iter, pos);
 		if (ret)
 			return ret;
 		buf += n;
@@ -344,11 +418,11 @@ static int qcow2blk_kbuf_rw(struct file *file, bool direct, bool write,
 /* ---- the engine's writers (struct qcow2_io of the top image) ---------- */
 
 static struct file *qcow2blk_fio_file(const struct qcow2blk_fio *fio,
-				      bool *direct)
+				      u32 *align)
 {
 	const struct qcow2blk_layer *l = fio->layer;
 
-	*direct = fio->data ? l->data_direct_io : l->direct_io;
+	*align = fio->data ? l->data_dio_align : l->dio_align;
 	return fio->data ? l->data_file : l->file;
 }
 
@@ -369,11 +443,11 @@ static int qcow2blk_fio_pread(void *priv, void *buf, size_t len, u64 off)
 {
 	const struct qcow2blk_fio *fio = priv;
 	struct file *file;
-	bool direct;
+	u32 align;
 	int ret;
 
-	file = qcow2blk_fio_file(fio, &direct);
-	ret = qcow2blk_kbuf_rw(file, direct, false, buf, len, off);
+	file = qcow2blk_fio_file(fio, &align);
+	ret = qcow2blk_kbuf_rw(file, align, false, buf, len, off);
 	return ret ? qcow2blk_fio_error(fio, "read", off, ret) : 0;
 }
 
@@ -382,11 +456,11 @@ static int qcow2blk_fio_pwrite(void *priv, const void *buf, size_t len,
 {
 	const struct qcow2blk_fio *fio = priv;
 	struct file *file;
-	bool direct;
+	u32 align;
 	int ret;
 
-	file = qcow2blk_fio_file(fio, &direct);
-	ret = qcow2blk_kbuf_rw(file, direct, true, (void *)buf, len, off);
+	file = qcow2blk_fio_file(fio, &align);
+	ret = qcow2blk_kbuf_rw(file, align, true, (void *)buf, len, off);
 	return ret ? qcow2blk_fio_error(fio, "metadata write", off, ret) : 0;
 }
 
@@ -394,10 +468,10 @@ static int qcow2blk_fio_flush(void *priv)
 {
 	const struct qcow2blk_fio *fio = priv;
 	struct file *file;
-	bool direct;
+	u32 align;
 	int ret;
 
-	file = qcow2blk_fio_file(fio, &direct);
+	file = qcow2blk_fio_file(fio, &align);
 	ret = vfs_fsync(file, 1);
 	return ret ? qcow2blk_fio_error(fio, "flush", 0, ret) : 0;
 }
@@ -406,10 +480,10 @@ static int qcow2blk_fio_punch(void *priv, u64 off, u64 len)
 {
 	const struct qcow2blk_fio *fio = priv;
 	struct file *file;
-	bool direct;
+	u32 align;
 	int ret;
 
-	file = qcow2blk_fio_file(fio, &direct);
+	file = qcow2blk_fio_file(fio, &align);
 	ret = vfs_fallocate(file, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			    off, len);
 	/* Not every file system can punch; the space is merely kept. */
@@ -435,6 +509,7 @@ void qcow2blk_fill_write_io(struct qcow2blk_layer *layer, struct qcow2_io *io,
 	io->pwrite = qcow2blk_fio_pwrite;
 	io->flush = qcow2blk_fio_flush;
 	io->punch = qcow2blk_fio_punch;
+	io->drain = qcow2blk_drain;
 	io->priv = &layer->image_fio;
 	if (!layer->data_file)
 		return;
@@ -461,7 +536,7 @@ struct qcow2blk_wctx {
 /* Gathers bio_vecs of one data write; writes a piece when they fill. */
 struct qcow2blk_wvec {
 	struct file *file;
-	bool direct;
+	u32 align;			/* direct I/O alignment, 0: none */
 	struct bio_vec *bv;		/* QCOW2BLK_WRITE_BVECS entries */
 	unsigned int nr;		/* entries used */
 	size_t bytes;			/* bytes in them */
@@ -476,7 +551,7 @@ static int qcow2blk_wvec_issue(struct qcow2blk_wvec *w)
 	if (!w->nr)
 		return 0;
 	iov_iter_bvec(&iter, ITER_SOURCE, w->bv, w->nr, w->bytes);
-	ret = qcow2blk_file_rw(w->file, w->direct, true, &iter, w->pos);
+	ret = qcow2blk_file_rw(w->file, w->align, true, &iter, w->pos);
 	w->pos += w->bytes;
 	w->nr = 0;
 	w->bytes = 0;
@@ -572,7 +647,7 @@ static int qcow2blk_wsrc_write(void *arg, u64 host_off, const u8 *head,
 			 guest_off - ctx->guest_off > ctx->len ||
 			 len > ctx->len - (guest_off - ctx->guest_off)))
 		return -EIO;
-	w.file = qcow2blk_data_file(&dev->layers[0], &w.direct);
+	w.file = qcow2blk_data_file(&dev->layers[0], &w.align);
 
 	ret = qcow2blk_wvec_add_kbuf(&w, head, head_len);
 	if (!ret)
@@ -602,7 +677,7 @@ static int qcow2blk_read_guest(struct qcow2blk_dev *dev, u64 guest_off,
 	struct iov_iter iter;
 	struct kvec kv;
 	struct file *file;
-	bool direct;
+	u32 align;
 	int ret;
 
 	while (len) {
@@ -616,8 +691,8 @@ static int qcow2blk_read_guest(struct qcow2blk_dev *dev, u64 guest_off,
 
 		switch (ext->type) {
 		case QCOW2_EXT_DATA:
-			file = qcow2blk_data_file(layer, &direct);
-			ret = qcow2blk_kbuf_rw(file, direct, false, buf,
+			file = qcow2blk_data_file(layer, &align);
+			ret = qcow2blk_kbuf_rw(file, align, false, buf,
 					       ext->len, ext->host_off);
 			if (ret) {
 				atomic64_inc(&dev->stats.io_errors);
@@ -720,6 +795,85 @@ static int qcow2blk_rq_bvecs(struct qcow2blk_cmd *cmd, struct request *rq,
 	return 0;
 }
 
+static void qcow2blk_waio_done(struct kiocb *iocb, long ret)
+{
+	struct qcow2blk_aio *aio = container_of(iocb, struct qcow2blk_aio,
+						iocb);
+	struct qcow2blk_cmd *cmd = aio->cmd;
+	struct qcow2blk_dev *dev = cmd->dev;
+
+	if (ret >= 0 && ret != aio->len)
+		ret = -EIO;
+	if (ret < 0) {
+		atomic64_inc(&dev->stats.io_errors);
+		pr_err_ratelimited("qcow2blk: qcow%d: data write of %zu bytes at %lld failed: %ld\n",
+				   dev->index, aio->len, iocb->ki_pos, ret);
+		qcow2blk_cmd_fail(cmd, ret == -ENOSPC ? BLK_STS_NOSPC :
+					BLK_STS_IOERR);
+	}
+	qcow2blk_cmd_put(cmd);
+}
+
+/*
+ * A write of clusters the image owns: mapped under the L2 cache lock
+ * alone and sent as one asynchronous kiocb over the request's pages, as
+ * reads are, so such writes go out many at once and never wait for
+ * allocations or flushes. The request stays in its epoch until it
+ * completes, so its clusters cannot be freed under it.
+ *
+ * Return: false when the write needs the engine's writer (allocation,
+ * copy-on-write, FUA); else true, with *status set if it failed here.
+ */
+static bool qcow2blk_write_inplace(struct qcow2blk_cmd *cmd,
+				   struct request *rq, blk_status_t *status)
+{
+	struct qcow2blk_dev *dev = cmd->dev;
+	u64 pos = (u64)blk_rq_pos(rq) << SECTOR_SHIFT, host;
+	struct qcow2blk_aio *aio = &cmd->aio;
+	size_t len = blk_rq_bytes(rq);
+	struct iov_iter iter;
+	struct file *file;
+	u32 align;
+	ssize_t ret;
+
+	*status = BLK_STS_OK;
+	/* FUA needs the mapping durable too: the writer's flush does that. */
+	if (rq->cmd_flags & REQ_FUA)
+		return false;
+	qcow2blk_epoch_enter(dev, cmd);
+	ret = qcow2_write_map_inplace(qcow2blk_top(dev), pos, len, &host);
+	if (ret) {
+		qcow2blk_epoch_exit(dev, cmd);
+		if (ret == -EAGAIN)
+			return false;
+		*status = qcow2blk_write_error(dev, ret);
+		return true;
+	}
+	if (qcow2blk_rq_iter(cmd, rq, ITER_SOURCE, &iter)) {
+		/* Completion leaves the epoch. */
+		*status = BLK_STS_RESOURCE;
+		return true;
+	}
+	file = qcow2blk_data_file(&dev->layers[0], &align);
+	aio->pooled = false;
+	aio->len = len;
+	aio->cmd = cmd;
+	memset(&aio->iocb, 0, sizeof(aio->iocb));
+	aio->iocb.ki_filp = file;
+	aio->iocb.ki_pos = host;
+	aio->iocb.ki_complete = qcow2blk_waio_done;
+	aio->iocb.ki_ioprio = req_get_ioprio(rq);
+	if (qcow2blk_dio_ok(align, host, len, &iter))
+		aio->iocb.ki_flags = IOCB_DIRECT;
+
+	atomic_inc(&cmd->pending);
+	atomic64_inc(&dev->stats.data_writes);
+	ret = file->f_op->write_iter(&aio->iocb, &iter);
+	if (ret != -EIOCBQUEUED)
+		qcow2blk_waio_done(&aio->iocb, ret);
+	return true;
+}
+
 static blk_status_t qcow2blk_do_write(struct qcow2blk_cmd *cmd,
 				      struct request *rq)
 {
@@ -735,6 +889,7 @@ static blk_status_t qcow2blk_do_write(struct qcow2blk_cmd *cmd,
 		.read = qcow2blk_wsrc_read,
 		.arg = &ctx,
 	};
+	blk_status_t status;
 	int ret;
 
 	switch (req_op(rq)) {
@@ -742,6 +897,8 @@ static blk_status_t qcow2blk_do_write(struct qcow2blk_cmd *cmd,
 		ret = qcow2_flush(img);
 		break;
 	case REQ_OP_WRITE:
+		if (qcow2blk_write_inplace(cmd, rq, &status))
+			return status;
 		ret = qcow2blk_rq_bvecs(cmd, rq, &ctx.nr_bvec);
 		if (ret)
 			return BLK_STS_RESOURCE;
@@ -767,21 +924,71 @@ static blk_status_t qcow2blk_do_write(struct qcow2blk_cmd *cmd,
 	return qcow2blk_write_error(dev, ret);
 }
 
+/**
+ * qcow2blk_writer_enter() - make the current task fit to write the image
+ *
+ * As loop's workers: allocations never recurse into file system I/O
+ * (memalloc_noio), and dirty-page throttling judges the task by its own
+ * writes only (PF_LOCAL_THROTTLE), so writing back our own disk's pages
+ * does not wait for itself. Every context that may write the image file
+ * uses it: request workers, cache resizing, the final flush.
+ *
+ * Context: process context.
+ * Return: the state for qcow2blk_writer_exit().
+ */
+unsigned int qcow2blk_writer_enter(void)
+{
+	unsigned int old = current->flags & PF_LOCAL_THROTTLE;
+
+	current->flags |= PF_LOCAL_THROTTLE;
+	return (memalloc_noio_save() << 1) | !!old;
+}
+
+/**
+ * qcow2blk_writer_exit() - undo qcow2blk_writer_enter()
+ * @state: what it returned
+ *
+ * Context: process context, the same task.
+ */
+void qcow2blk_writer_exit(unsigned int state)
+{
+	if (!(state & 1))
+		current->flags &= ~PF_LOCAL_THROTTLE;
+	memalloc_noio_restore(state >> 1);
+}
+
+/* Retry a request that ran out of memory, unless it has I/O in flight. */
+#define QCOW2BLK_REQUEUE_MS		10
+
 static void qcow2blk_work(struct work_struct *work)
 {
 	struct qcow2blk_cmd *cmd = container_of(work, struct qcow2blk_cmd,
 						work);
 	struct request *rq = blk_mq_rq_from_pdu(cmd);
-	unsigned int noio = memalloc_noio_save();
+	unsigned int state = qcow2blk_writer_enter();
 	blk_status_t status;
 
 	if (req_op(rq) == REQ_OP_READ)
 		status = qcow2blk_do_read(cmd, rq);
 	else
 		status = qcow2blk_do_write(cmd, rq);
+	qcow2blk_writer_exit(state);
+	/*
+	 * Transient memory shortage: the request starts over later instead
+	 * of failing (a write done again writes the same bytes). Only when
+	 * nothing of it is in flight any more: the worker's count is the
+	 * last.
+	 */
+	if (status == BLK_STS_RESOURCE && atomic_read(&cmd->pending) == 1) {
+		qcow2blk_epoch_exit(cmd->dev, cmd);
+		kfree(cmd->bvec);
+		cmd->bvec = NULL;
+		blk_mq_requeue_request(rq, false);
+		blk_mq_delay_kick_requeue_list(rq->q, QCOW2BLK_REQUEUE_MS);
+		return;
+	}
 	if (status)
 		qcow2blk_cmd_fail(cmd, status);
-	memalloc_noio_restore(noio);
 	qcow2blk_cmd_put(cmd);
 }
 
@@ -819,6 +1026,7 @@ static blk_status_t qcow2blk_queue_rq(struct blk_mq_hw_ctx *hctx,
 	cmd->dev = dev;
 	cmd->status = BLK_STS_OK;
 	cmd->bvec = NULL;
+	cmd->epoch = -1;
 	atomic_set(&cmd->pending, 1);
 	queue_work(dev->wq, &cmd->work);
 	return BLK_STS_OK;
@@ -903,9 +1111,10 @@ int qcow2blk_meta_pread(void *priv, void *buf, size_t len, u64 off)
 	struct qcow2blk_layer *layer = priv;
 	int ret;
 
-	if (layer->direct_io && !is_vmalloc_addr(buf) && len <= PAGE_SIZE &&
+	if (layer->dio_align && !is_vmalloc_addr(buf) && len <= PAGE_SIZE &&
 	    offset_in_page(buf) + len <= PAGE_SIZE &&
-	    IS_ALIGNED((unsigned long)buf | len | off, SECTOR_SIZE))
+	    IS_ALIGNED((unsigned long)buf, SECTOR_SIZE) &&
+	    IS_ALIGNED(len | off, layer->dio_align))
 		ret = qcow2blk_pread_direct(layer->file, buf, len, off);
 	else
 		ret = qcow2blk_pread_buffered(layer->file, buf, len, off);
@@ -919,29 +1128,40 @@ int qcow2blk_meta_pread(void *priv, void *buf, size_t len, u64 off)
 }
 
 /**
- * qcow2blk_probe_direct_io() - can data be read from @file with O_DIRECT?
- * @file: the image file
+ * qcow2blk_probe_dio_align() - the direct I/O alignment of @file
+ * @file: an image or data file
+ * @why: set to the error of the last attempt when there is none
  *
- * Tries it: a 512-byte direct read at offset 512, the smallest unit the
- * device will ever ask for. File systems without direct I/O, or with a
- * larger alignment, fail it and the device reads through the page cache.
+ * Tries it: direct reads of 512, 1024, 2048 and 4096 bytes at that offset,
+ * from a buffer aligned as much; the first that works is the alignment
+ * (the file system's block or the device's logical block size: 4096 on a
+ * 4Kn disk). File systems without direct I/O fail every one.
  *
  * Context: process context, may sleep.
- * Return: true if direct reads work.
+ * Return: the alignment in bytes, or 0 when direct I/O does not work.
  */
-bool qcow2blk_probe_direct_io(struct file *file)
+u32 qcow2blk_probe_dio_align(struct file *file, int *why)
 {
+	u32 align;
 	void *buf;
 	int ret;
 
+	*why = -EOPNOTSUPP;
 	if (!(file->f_mode & FMODE_CAN_ODIRECT))
-		return false;
-	buf = kmalloc(SECTOR_SIZE, GFP_KERNEL);
-	if (!buf)
-		return false;
-	ret = qcow2blk_pread_direct(file, buf, SECTOR_SIZE, SECTOR_SIZE);
+		return 0;
+	buf = kmalloc(PAGE_SIZE, GFP_KERNEL);
+	if (!buf) {
+		*why = -ENOMEM;
+		return 0;
+	}
+	for (align = SECTOR_SIZE; align <= PAGE_SIZE; align <<= 1) {
+		ret = qcow2blk_pread_direct(file, buf, align, align);
+		if (!ret)
+			break;
+		*why = ret;
+	}
 	kfree(buf);
-	return ret == 0;
+	return align <= PAGE_SIZE ? align : 0;
 }
 
 /**

@@ -187,13 +187,31 @@ static int qcow2blk_init_tag_set(struct qcow2blk_dev *dev)
 	return blk_mq_alloc_tag_set(set);
 }
 
+/*
+ * Guest data on a file whose direct I/O needs more than 512-byte alignment
+ * (a 4 KiB-sector disk below) makes a disk of that sector size, so that
+ * every request can go direct; only when the virtual size is a multiple of
+ * it, so no byte of the image becomes unreachable.
+ */
+static u32 qcow2blk_logical_block_size(struct qcow2blk_dev *dev)
+{
+	const struct qcow2blk_layer *l = &dev->layers[0];
+	u32 align = l->data_file ? l->data_dio_align : l->dio_align;
+
+	if (align > SECTOR_SIZE && IS_ALIGNED(dev->chain.size, align))
+		return align;
+	return SECTOR_SIZE;
+}
+
 static int qcow2blk_init_disk(struct qcow2blk_dev *dev)
 {
 	u32 cluster_size = qcow2blk_top(dev)->h.cluster_size;
+	u32 lbs = qcow2blk_logical_block_size(dev);
+	u32 pbs = max_t(u32, lbs, min_t(u32, cluster_size, PAGE_SIZE));
 	struct qcow2blk_limits lim = {
-		.logical_block_size = SECTOR_SIZE,
-		.physical_block_size = min_t(u32, cluster_size, PAGE_SIZE),
-		.io_min = min_t(u32, cluster_size, PAGE_SIZE),
+		.logical_block_size = lbs,
+		.physical_block_size = pbs,
+		.io_min = pbs,
 		.max_hw_sectors = QCOW2BLK_MAX_HW_SECTORS,
 	};
 	struct gendisk *disk;
@@ -402,6 +420,18 @@ static int qcow2blk_check_attach(const struct qcow2blk_attach *a,
 }
 
 /* Take file references and describe every layer for the engine. */
+/* The direct I/O alignment of @file; saying why when there is none. */
+static u32 qcow2blk_probe_dio_align_log(struct file *file)
+{
+	int why;
+	u32 align = qcow2blk_probe_dio_align(file, &why);
+
+	if (!align)
+		pr_info("qcow2blk: %pD: no direct I/O (error %d), using the page cache\n",
+			file, why);
+	return align;
+}
+
 static int qcow2blk_setup_layers(struct qcow2blk_dev *dev,
 				 const struct qcow2blk_attach *a,
 				 struct qcow2_layer_desc *desc,
@@ -420,11 +450,15 @@ static int qcow2blk_setup_layers(struct qcow2blk_dev *dev,
 		l->dev = dev;
 		l->index = i;
 		l->file = get_file(a->layers[i].file);
-		l->direct_io = dio && qcow2blk_probe_direct_io(l->file);
+		if (dio)
+			l->dio_align = qcow2blk_probe_dio_align_log(l->file);
+		l->direct_io = l->dio_align != 0;
 		if (a->layers[i].data_file) {
 			l->data_file = get_file(a->layers[i].data_file);
-			l->data_direct_io = dio &&
-				qcow2blk_probe_direct_io(l->data_file);
+			if (dio)
+				l->data_dio_align =
+					qcow2blk_probe_dio_align_log(l->data_file);
+			l->data_direct_io = l->data_dio_align != 0;
 		}
 		desc[i].format = a->layers[i].format == QCOW2BLK_FMT_RAW ?
 				 QCOW2_LAYER_RAW : QCOW2_LAYER_QCOW2;
@@ -490,6 +524,7 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 		goto out_free;
 	}
 	mutex_init(&dev->lock);
+	qcow2blk_epoch_init(&dev->epoch);
 	dev->flags = a->flags;
 	dev->index = -1;
 	dev->writable = !(a->flags & QCOW2BLK_F_READ_ONLY);
@@ -607,15 +642,15 @@ out_free:
  */
 static void qcow2blk_dev_final_flush(struct qcow2blk_dev *dev)
 {
-	unsigned int noio;
+	unsigned int state;
 	int ret;
 
 	if (!dev->writable)
 		return;
 	/* The engine's allocations must not recurse into our own disk. */
-	noio = memalloc_noio_save();
+	state = qcow2blk_writer_enter();
 	ret = qcow2_flush(qcow2blk_top(dev));
-	memalloc_noio_restore(noio);
+	qcow2blk_writer_exit(state);
 	if (ret)
 		pr_err("qcow2blk: %s: flush at detach failed: %d%s\n",
 		       dev->disk->disk_name, ret, ret == -EROFS ?

@@ -474,12 +474,12 @@ static int qcow2blk_nl_dump(struct sk_buff *skb, struct netlink_callback *cb)
 static int qcow2blk_nl_set_rc(struct genl_info *info, struct qcow2blk_dev *dev,
 			      const struct nlattr *attr)
 {
-	unsigned int noio;
+	unsigned int state;
 	int ret;
 
-	noio = memalloc_noio_save();
+	state = qcow2blk_writer_enter();
 	ret = qcow2_rc_resize(qcow2blk_top(dev), nla_get_u64(attr));
-	memalloc_noio_restore(noio);
+	qcow2blk_writer_exit(state);
 	qcow2blk_check_wfail(dev);
 	if (ret)
 		NL_SET_ERR_MSG_ATTR(info->extack, attr,
@@ -516,7 +516,11 @@ static int qcow2blk_nl_set(struct sk_buff *skb, struct genl_info *info)
 		goto out_unlock;
 	}
 	if (l2) {
+		unsigned int state = qcow2blk_writer_enter();
+
+		/* A writable image writes its dirty slices back first. */
 		ret = qcow2_l2c_resize(qcow2blk_top(dev), nla_get_u64(l2));
+		qcow2blk_writer_exit(state);
 		if (ret) {
 			NL_SET_ERR_MSG_ATTR(info->extack, l2,
 					    "cannot resize the L2 cache");

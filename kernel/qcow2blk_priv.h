@@ -4,18 +4,30 @@
  * between main.c (lifetime), io.c (request path), compress.c (compressed
  * clusters), netlink.c (control) and sysfs.c (attributes).
  *
- * Lock order, outermost first:
+ * Every lock of the driver and the engine, outermost first. Sleeping is
+ * allowed under all but the spinlocks.
+ *
  *   qcow2blk_ctl_mutex		device table, attach/detach/set
  *   qcow2blk_dev::lock		open count and removal
- *   qcow2_image::wlock		writes to the top image (inside the engine,
- *				held by qcow2_write() and friends across
- *				their data and metadata writes; it also
- *				guards qcow2blk_dev::wbvec)
- *   qcow2_image::l2c_lock	L2 cache (inside the engine, held by
- *				qcow2_map() only, may do metadata reads)
+ *   qcow2_image::wlock		engine writer context (lib/qcow2.h): writes
+ *				that allocate or copy, zeroes, discard, flush,
+ *				cache resizing; held across their metadata
+ *				and data I/O. It also guards
+ *				qcow2blk_dev::wbvec. Never taken by reads or
+ *				in-place writes.
+ *   qcow2_chain::mc_lock	chain mapping cache (engine)
+ *   qcow2_image::l2c_lock	L2 cache, L1 table, file size, refcount
+ *				table pointer (engine); never held across
+ *				I/O: a miss drops it while reading
  *   qcow2blk_zcache::lock	decompressed clusters (spinlock, no I/O)
+ *   qcow2blk_epoch::lock	epoch switch (spinlock, no I/O)
  *   per-CPU workspace mutex	decompression workspace (no other lock
  *				is taken while it is held)
+ *
+ * Waits outside locks: qcow2blk_drain() (writer context, wlock held) waits
+ * for reads and in-place writes of the old epoch; those never take wlock,
+ * so it cannot deadlock. A slice miss waits for another caller's load of
+ * the same slice, which takes no lock while it reads.
  */
 #ifndef QCOW2BLK_PRIV_H
 #define QCOW2BLK_PRIV_H
@@ -92,8 +104,23 @@ struct qcow2blk_layer {
 	struct file *data_file;		/* external data file, or NULL */
 	bool direct_io;			/* I/O on file uses IOCB_DIRECT */
 	bool data_direct_io;		/* I/O on data_file uses IOCB_DIRECT */
+	u32 dio_align;			/* bytes, file's; 0 without direct I/O */
+	u32 data_dio_align;		/* bytes, data_file's; likewise */
 	struct qcow2blk_fio image_fio;	/* the top's writer: image file */
 	struct qcow2blk_fio data_fio;	/* the top's writer: data file */
+};
+
+/*
+ * Requests in flight that mapped clusters of the top image without wlock:
+ * reads, and in-place writes (qcow2_write_map_inplace()). Before freed
+ * clusters are reused or punched, the engine's drain callback starts a new
+ * epoch and waits until every request of the old one has completed; see
+ * io.c.
+ */
+struct qcow2blk_epoch {
+	spinlock_t lock;		/* protects cur; taken by enter only */
+	unsigned int cur;		/* inflight[cur & 1] counts new ones */
+	atomic_t inflight[2];		/* requests begun in each epoch */
 };
 
 /* qcow2blk_dev::wstate bits */
@@ -113,6 +140,7 @@ struct qcow2blk_dev {
 	 */
 	struct bio_vec *wbvec;
 	unsigned long wstate;		/* QCOW2BLK_WS_* bits, atomic ops */
+	struct qcow2blk_epoch epoch;	/* writable devices only */
 	struct gendisk *disk;		/* const after attach */
 	struct blk_mq_tag_set tag_set;
 	struct workqueue_struct *wq;	/* request workers */
@@ -146,6 +174,7 @@ struct qcow2blk_cmd {
 	struct qcow2blk_dev *dev;
 	atomic_t pending;		/* outstanding aio, +1 while issuing */
 	blk_status_t status;		/* first error, set with cmpxchg */
+	s8 epoch;			/* qcow2blk_epoch slot held, or -1 */
 	struct bio_vec *bvec;		/* for multi-bio requests, else NULL */
 	struct qcow2blk_aio aio;	/* the first aio of the request */
 };
@@ -190,10 +219,13 @@ extern const struct blk_mq_ops qcow2blk_mq_ops;
 int qcow2blk_io_init(void);
 void qcow2blk_io_exit(void);
 int qcow2blk_meta_pread(void *priv, void *buf, size_t len, u64 off);
-bool qcow2blk_probe_direct_io(struct file *file);
+u32 qcow2blk_probe_dio_align(struct file *file, int *why);
 void qcow2blk_fill_write_io(struct qcow2blk_layer *layer, struct qcow2_io *io,
 			    struct qcow2_io *data_io);
 void qcow2blk_check_wfail(struct qcow2blk_dev *dev);
+void qcow2blk_epoch_init(struct qcow2blk_epoch *e);
+unsigned int qcow2blk_writer_enter(void);
+void qcow2blk_writer_exit(unsigned int state);
 
 /* compress.c */
 int qcow2blk_compress_init(void);

@@ -53,6 +53,8 @@ QCOW2BLK_SHOW(compression_type, "%s",
 	      QCOW2_COMPRESSION_ZSTD ? "zstd" : "deflate");
 QCOW2BLK_SHOW(extended_l2, "%d", qcow2blk_top(dev)->h.extended_l2);
 QCOW2BLK_SHOW(direct_io, "%d", dev->layers[0].direct_io);
+QCOW2BLK_SHOW(dio_align_bytes, "%u", dev->layers[0].data_file ?
+	      dev->layers[0].data_dio_align : dev->layers[0].dio_align);
 QCOW2BLK_SHOW(l2_cache_bytes, "%llu", qcow2_l2c_bytes(qcow2blk_top(dev)));
 QCOW2BLK_SHOW(layers, "%u", dev->nr_layers);
 QCOW2BLK_SHOW(snapshot, "%s", dev->snapshot ?: "");
@@ -162,6 +164,7 @@ static struct attribute *qcow2blk_attrs[] = {
 	&dev_attr_compression_type.attr,
 	&dev_attr_extended_l2.attr,
 	&dev_attr_direct_io.attr,
+	&dev_attr_dio_align_bytes.attr,
 	&dev_attr_l2_cache_bytes.attr,
 	&dev_attr_l2_hits.attr,
 	&dev_attr_l2_misses.attr,

@@ -8,9 +8,27 @@
  * struct qcow2_io callbacks of its user, and returns extents describing where
  * guest data lives; the user moves the data.
  *
- * Locking: struct qcow2_image::l2c_lock protects the L2 cache. It is the only
- * lock the engine takes; qcow2_map() takes and releases it, and may call
- * qcow2_io::pread with it held (a cache miss). Callers must not hold it.
+ * Locking, outermost first (the kernel's full list, with its own locks
+ * around these, is at the top of kernel/qcow2blk_priv.h):
+ *
+ *   qcow2_image::wlock	writer context: every change of a writable
+ *			image (writes that allocate, zeroes, discard,
+ *			flush, cache resizing). Guards the refcount state
+ *			and cache, allocation, pending frees, the write
+ *			statistics and the COW buffers; held across
+ *			metadata and data I/O. May sleep.
+ *   qcow2_chain::mc_lock	the chain mapping cache; held across reads of
+ *			lower layers' metadata.
+ *   qcow2_image::l2c_lock	the L2 cache, l2c_seq, the L1 table and
+ *			file_size, plus (writable) the refcount table
+ *			pointer and entries. Never held across I/O: a miss
+ *			drops it while the slice is read (qcow2_l2cache.c).
+ *			Writers change L1/L2 entries and the refcount table
+ *			with wlock and l2c_lock both held; readers and
+ *			qcow2_write_map_inplace() take l2c_lock alone.
+ *
+ * Sleeping is allowed under every engine lock. Callers hold none of them
+ * when calling the engine, except where a function says otherwise.
  */
 #ifndef QCOW2_H
 #define QCOW2_H
@@ -301,6 +319,15 @@ struct qcow2_io {
 	int (*pwrite)(void *priv, const void *buf, size_t len, u64 off);
 	int (*flush)(void *priv);
 	int (*punch)(void *priv, u64 off, u64 len);
+	/*
+	 * Writable images, optional: wait until every guest read and every
+	 * in-place write (qcow2_write_map_inplace()) that began before the
+	 * call has completed. Called in writer context before freed clusters
+	 * get their refcounts dropped or are punched, so no request still in
+	 * flight on a cluster sees it reused. It must not wait for anything
+	 * that needs wlock.
+	 */
+	void (*drain)(void *priv);
 	void *priv;
 };
 
@@ -317,6 +344,12 @@ struct qcow2_io {
 
 struct qcow2_cache_slot;
 
+/* A dirty slot and its key, for sorting at write-back. */
+struct qcow2_cache_dirty {
+	u64 key;
+	s32 slot;
+};
+
 struct qcow2_cache_stats {
 	u64 hits;		/* lookups served from memory */
 	u64 misses;		/* lookups that found nothing */
@@ -328,6 +361,8 @@ struct qcow2_cache {
 	u32 nr_slots;			/* capacity */
 	u32 nr_used;			/* slots holding a key */
 	u32 nr_dirty;			/* slots marked dirty */
+	u32 nr_loading;			/* slots being filled, lock dropped */
+	struct qcow2_cache_dirty *dirty; /* nr_dirty entries, any order */
 	u32 nr_buckets;			/* hash buckets, power of two */
 	struct qcow2_cache_slot *slots;	/* nr_slots entries */
 	s32 *buckets;			/* index of first slot, -1 if none */
@@ -393,12 +428,15 @@ struct qcow2_image {
 	__be64 *l1;			/* active L1 table, h.l1_size entries */
 	struct qcow2_mutex l2c_lock;	/* protects l1, l2c, file_size */
 	struct qcow2_cache l2c;	/* guarded by l2c_lock */
+	struct qcow2_waitq l2c_wq;	/* waiters for a slice being loaded */
+	u32 l2c_seq;			/* loads finished; l2c_lock */
 
 	/*
-	 * Writing (qcow2_write.c, qcow2_refcount.c, qcow2_flush.c); all zero
+	 * Writing (qcow2_write.c, qcow2_refcount.c, qcow2_meta.c); all zero
 	 * on a read-only image. wlock serializes every operation that changes
 	 * the image and is taken before l2c_lock; it guards everything below
-	 * except where noted. Readers (qcow2_map) never take it.
+	 * except where noted (rt and rt_entries change under l2c_lock too).
+	 * Readers (qcow2_map) and qcow2_write_map_inplace() never take it.
 	 */
 	bool writable;
 	int wfail;			/* 0, or why writing stopped (-errno) */
@@ -564,6 +602,13 @@ struct qcow2_wsrc {
  */
 int qcow2_write(struct qcow2_image *img, u64 guest_off, u64 len,
 		const struct qcow2_wsrc *src);
+
+/**
+ * qcow2_write_map_inplace() - the host range of a write that needs no
+ * metadata change (owned data clusters), or -EAGAIN; see qcow2_write.c
+ */
+int qcow2_write_map_inplace(struct qcow2_image *img, u64 guest_off, u64 len,
+			    u64 *host_off);
 
 /**
  * qcow2_write_zeroes() - make guest bytes read as zero
@@ -733,11 +778,19 @@ u8 *qcow2_cache_lookup(struct qcow2_cache *c, u64 key);
 u8 *qcow2_cache_reserve(struct qcow2_cache *c, s32 *slot);
 void qcow2_cache_publish(struct qcow2_cache *c, s32 slot, u64 key);
 void qcow2_cache_unreserve(struct qcow2_cache *c, s32 slot);
+u8 *qcow2_cache_lookup_ex(struct qcow2_cache *c, u64 key, bool *busy);
+void qcow2_cache_insert_loading(struct qcow2_cache *c, s32 slot, u64 key);
+void qcow2_cache_loaded(struct qcow2_cache *c, s32 slot, bool ok);
 u8 *qcow2_cache_lookup_dirty(struct qcow2_cache *c, u64 key);
 int qcow2_cache_writeback(struct qcow2_cache *c,
 			  int (*fn)(void *arg, u64 key, const u8 *data,
 				    u32 bytes),
 			  void *arg);
+int qcow2_cache_writeback_unlocked(struct qcow2_cache *c,
+				   struct qcow2_mutex *lock,
+				   int (*fn)(void *arg, u64 key,
+					     const u8 *data, u32 bytes),
+				   void *arg);
 bool qcow2_cache_drop(struct qcow2_cache *c, u64 key);
 
 /**
@@ -783,6 +836,7 @@ int qcow2_zero_clusters_on_disk(struct qcow2_image *img, u64 off, u64 len,
 				u32 kind);
 int qcow2_free_later(struct qcow2_image *img, u64 off, u64 len,
 		     bool data_file);
+void qcow2_grow_file(struct qcow2_image *img, u64 end);
 int qcow2_apply_frees(struct qcow2_image *img);
 int qcow2_rc_writeback(struct qcow2_image *img);
 int qcow2_rt_writeback(struct qcow2_image *img);
@@ -790,6 +844,7 @@ int qcow2_meta_flush(struct qcow2_image *img);
 int qcow2_header_write(struct qcow2_image *img);
 int qcow2_io_flush(const struct qcow2_io *io);
 int qcow2_overlap_check(struct qcow2_image *img, u32 kind, u64 off, u64 len);
+bool qcow2_overlap_hit(struct qcow2_image *img, u32 kind, u64 off, u64 len);
 void qcow2_write_fail(struct qcow2_image *img, int err, const char *what);
 
 /**

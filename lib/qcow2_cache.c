@@ -16,15 +16,25 @@
  * init allocates (they run on the I/O path); nr_buckets is a power of two
  * >= nr_slots, so chains stay short. Keys are multiples of 512.
  *
+ * Loading slots: a reserved slot may be inserted under its key while its
+ * owner fills it with the lock dropped (qcow2_cache_insert_loading()). It
+ * is in its hash chain, so nobody else loads the same key, but in no LRU
+ * list, so it is never evicted; lookups report it busy, and the caller
+ * waits for qcow2_cache_loaded() instead of reading the buffer.
+ *
  * Dirty slots: a writer may mark a slot in use as dirty. A dirty slot is
  * never evicted: reserve takes the least recently used clean slot, and
  * fails when every slot is dirty; the owner then writes the dirty slots back
  * (qcow2_cache_writeback()) and retries. Writers keep enough slots clean
- * that readers never meet that failure (see qcow2_write.c).
+ * that readers never meet that failure (see qcow2_write.c). Dirty slots are
+ * also listed with their keys in c->dirty, so a write-back sorts just them:
+ * O(d log d) for d dirty slots, whatever the cache size.
  *
  * Lock: none of its own. The owner's lock guards the whole cache, including
  * the statistics; a buffer returned by lookup is valid only until that lock
- * is released, because any later reserve may evict it.
+ * is released, because any later reserve may evict it. A dirty slot's
+ * buffer stays put until it is written back, which is what lets
+ * qcow2_cache_writeback_unlocked() write it with the lock dropped.
  */
 #include "qcow2.h"
 
@@ -37,6 +47,8 @@ struct qcow2_cache_slot {
 	u64 key;		/* lookup key; valid when in use */
 	u8 *data;		/* slot_bytes, from qcow2_alloc_io() */
 	bool dirty;		/* in use, changed since last written back */
+	bool loading;		/* in its hash chain, being filled */
+	bool written;		/* write-back: written, to be marked clean */
 	s32 hash_next;		/* next slot in this bucket, or NONE */
 	s32 lru_prev;		/* more recently used slot, or NONE */
 	s32 lru_next;		/* less recently used (or next free) slot */
@@ -101,6 +113,52 @@ static s32 cache_find(const struct qcow2_cache *c, u64 key)
 	return i;
 }
 
+static void cache_hash_insert(struct qcow2_cache *c, s32 slot, u64 key)
+{
+	u32 b = cache_bucket(c, key);
+
+	c->slots[slot].key = key;
+	c->slots[slot].hash_next = c->buckets[b];
+	c->buckets[b] = slot;
+}
+
+static void cache_mark_dirty(struct qcow2_cache *c, s32 i)
+{
+	struct qcow2_cache_slot *s = &c->slots[i];
+
+	if (s->dirty)
+		return;
+	s->dirty = true;
+	c->dirty[c->nr_dirty].key = s->key;
+	c->dirty[c->nr_dirty].slot = i;
+	c->nr_dirty++;
+}
+
+static int cache_dirty_cmp(const void *a, const void *b)
+{
+	const struct qcow2_cache_dirty *x = a, *y = b;
+
+	return x->key < y->key ? -1 : x->key > y->key;
+}
+
+/* Drop the entries of c->dirty whose slots were written (s->written). */
+static void cache_dirty_compact(struct qcow2_cache *c)
+{
+	u32 i, n = 0;
+
+	for (i = 0; i < c->nr_dirty; i++) {
+		struct qcow2_cache_slot *s = &c->slots[c->dirty[i].slot];
+
+		if (s->written) {
+			s->written = false;
+			s->dirty = false;
+			continue;
+		}
+		c->dirty[n++] = c->dirty[i];
+	}
+	c->nr_dirty = n;
+}
+
 /*
  * Take a slot for a new key: a free one, else evict the least recently used
  * clean one. NONE if every slot is dirty.
@@ -162,6 +220,9 @@ int qcow2_cache_init(struct qcow2_cache *c, u32 slot_bytes, u32 nr_slots)
 	c->buckets = qcow2_alloc(sizeof(*c->buckets) * nr_buckets);
 	if (!c->buckets)
 		goto free_slices;
+	c->dirty = qcow2_alloc(sizeof(*c->dirty) * nr_slots);
+	if (!c->dirty)
+		goto free_buckets;
 	c->slot_bytes = slot_bytes;
 	c->nr_slots = nr_slots;
 	c->nr_buckets = nr_buckets;
@@ -184,6 +245,8 @@ int qcow2_cache_init(struct qcow2_cache *c, u32 slot_bytes, u32 nr_slots)
 free_data:
 	while (i--)
 		qcow2_free_io(c->slots[i].data);
+	qcow2_free(c->dirty);
+free_buckets:
 	qcow2_free(c->buckets);
 free_slices:
 	qcow2_free(c->slots);
@@ -208,6 +271,7 @@ void qcow2_cache_destroy(struct qcow2_cache *c)
 	}
 	qcow2_free(c->slots);
 	qcow2_free(c->buckets);
+	qcow2_free(c->dirty);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -223,10 +287,32 @@ void qcow2_cache_destroy(struct qcow2_cache *c)
  */
 u8 *qcow2_cache_lookup(struct qcow2_cache *c, u64 key)
 {
+	bool busy;
+
+	return qcow2_cache_lookup_ex(c, key, &busy);
+}
+
+/**
+ * qcow2_cache_lookup_ex() - qcow2_cache_lookup() that tells a busy key apart
+ * @c: cache, owner's lock held
+ * @key: key, a multiple of 512
+ * @busy: set when @key is being loaded (see qcow2_cache_insert_loading()):
+ *        then NULL is returned and nothing is counted
+ *
+ * Context: owner's lock held.
+ * Return: the slot's buffer, or NULL.
+ */
+u8 *qcow2_cache_lookup_ex(struct qcow2_cache *c, u64 key, bool *busy)
+{
 	s32 i = cache_find(c, key);
 
+	*busy = false;
 	if (i == QCOW2_CACHE_NONE) {
 		c->stats.misses++;
+		return NULL;
+	}
+	if (c->slots[i].loading) {
+		*busy = true;
 		return NULL;
 	}
 	c->stats.hits++;
@@ -264,11 +350,46 @@ u8 *qcow2_cache_reserve(struct qcow2_cache *c, s32 *slot)
  */
 void qcow2_cache_publish(struct qcow2_cache *c, s32 slot, u64 key)
 {
-	u32 b = cache_bucket(c, key);
+	cache_hash_insert(c, slot, key);
+	cache_lru_push_head(c, slot);
+	c->nr_used++;
+}
 
-	c->slots[slot].key = key;
-	c->slots[slot].hash_next = c->buckets[b];
-	c->buckets[b] = slot;
+/**
+ * qcow2_cache_insert_loading() - claim @key for a reserved slot being filled
+ * @c: cache, owner's lock held
+ * @slot: from qcow2_cache_reserve()
+ * @key: key, a multiple of 512, not already cached
+ *
+ * The owner may drop the lock, fill the buffer, retake the lock and call
+ * qcow2_cache_loaded(). Meanwhile lookups of @key report it busy.
+ *
+ * Context: owner's lock held.
+ */
+void qcow2_cache_insert_loading(struct qcow2_cache *c, s32 slot, u64 key)
+{
+	cache_hash_insert(c, slot, key);
+	c->slots[slot].loading = true;
+	c->nr_loading++;
+}
+
+/**
+ * qcow2_cache_loaded() - end a load begun by qcow2_cache_insert_loading()
+ * @c: cache, owner's lock held
+ * @slot: the loading slot
+ * @ok: the buffer was filled: publish it; else forget the key
+ *
+ * Context: owner's lock held.
+ */
+void qcow2_cache_loaded(struct qcow2_cache *c, s32 slot, bool ok)
+{
+	c->slots[slot].loading = false;
+	c->nr_loading--;
+	if (!ok) {
+		cache_hash_remove(c, slot);
+		cache_put_free(c, slot);
+		return;
+	}
 	cache_lru_push_head(c, slot);
 	c->nr_used++;
 }
@@ -300,12 +421,9 @@ u8 *qcow2_cache_lookup_dirty(struct qcow2_cache *c, u64 key)
 {
 	s32 i = cache_find(c, key);
 
-	if (i == QCOW2_CACHE_NONE)
+	if (i == QCOW2_CACHE_NONE || c->slots[i].loading)
 		return NULL;
-	if (!c->slots[i].dirty) {
-		c->slots[i].dirty = true;
-		c->nr_dirty++;
-	}
+	cache_mark_dirty(c, i);
 	if (c->lru_head != i) {
 		cache_lru_unlink(c, i);
 		cache_lru_push_head(c, i);
@@ -330,37 +448,49 @@ int qcow2_cache_writeback(struct qcow2_cache *c,
 				    u32 bytes),
 			  void *arg)
 {
-	u64 last = 0;
-	bool first = true;
+	return qcow2_cache_writeback_unlocked(c, NULL, fn, arg);
+}
+
+/**
+ * qcow2_cache_writeback_unlocked() - write back with the owner's lock dropped
+ * @c: cache, @lock held
+ * @lock: the owner's lock, dropped around the writes; NULL keeps it held
+ * @fn: writes one slot: (arg, key, data, bytes); 0 or -errno
+ * @arg: for @fn
+ *
+ * As qcow2_cache_writeback(). The caller guarantees that nobody marks a
+ * slot dirty, changes a dirty slot or replaces the cache until this
+ * returns (the writer's lock); lookups and loads of clean slots may go on
+ * meanwhile, since dirty slots are never evicted.
+ *
+ * Context: @lock held on entry and on return; @fn may sleep.
+ * Return: 0, or the first error of @fn (every slot is still attempted).
+ */
+int qcow2_cache_writeback_unlocked(struct qcow2_cache *c,
+				   struct qcow2_mutex *lock,
+				   int (*fn)(void *arg, u64 key,
+					     const u8 *data, u32 bytes),
+				   void *arg)
+{
+	u32 i, n = c->nr_dirty;
 	int ret = 0;
 
-	/* Selection by ascending key: O(dirty * slots), dirty stays small. */
-	while (c->nr_dirty) {
-		s32 best = QCOW2_CACHE_NONE;
-		u32 i;
-		int r;
+	if (!n)
+		return 0;
+	qcow2_sort(c->dirty, n, sizeof(*c->dirty), cache_dirty_cmp);
+	if (lock)
+		qcow2_mutex_unlock(lock);
+	for (i = 0; i < n; i++) {
+		struct qcow2_cache_slot *s = &c->slots[c->dirty[i].slot];
+		int r = fn(arg, s->key, s->data, c->slot_bytes);
 
-		for (i = 0; i < c->nr_slots; i++) {
-			struct qcow2_cache_slot *s = &c->slots[i];
-
-			if (!s->dirty || (!first && s->key <= last))
-				continue;
-			if (best == QCOW2_CACHE_NONE || s->key < c->slots[best].key)
-				best = i;
-		}
-		if (best == QCOW2_CACHE_NONE)
-			break;
-		first = false;
-		last = c->slots[best].key;
-		r = fn(arg, last, c->slots[best].data, c->slot_bytes);
-		if (r) {
-			if (!ret)
-				ret = r;
-			continue;
-		}
-		c->slots[best].dirty = false;
-		c->nr_dirty--;
+		if (r && !ret)
+			ret = r;
+		s->written = !r;
 	}
+	if (lock)
+		qcow2_mutex_lock(lock);
+	cache_dirty_compact(c);
 	return ret;
 }
 
@@ -378,7 +508,7 @@ bool qcow2_cache_drop(struct qcow2_cache *c, u64 key)
 
 	if (i == QCOW2_CACHE_NONE)
 		return true;
-	if (c->slots[i].dirty)
+	if (c->slots[i].dirty || c->slots[i].loading)
 		return false;
 	cache_lru_unlink(c, i);
 	cache_hash_remove(c, i);

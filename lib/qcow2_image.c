@@ -178,10 +178,12 @@ int qcow2_image_open(struct qcow2_image *img, const struct qcow2_io *io,
 		goto free_l1;
 	}
 	qcow2_mutex_init(&img->l2c_lock);
+	qcow2_waitq_init(&img->l2c_wq);
 	img->has_backing = img->h.backing_file.len != 0;
 	if (flags & QCOW2_OPEN_WRITABLE) {
 		ret = qcow2_write_open(img, opts, err);
 		if (ret) {
+			qcow2_waitq_destroy(&img->l2c_wq);
 			qcow2_mutex_destroy(&img->l2c_lock);
 			qcow2_cache_destroy(&img->l2c);
 			goto free_l1;
@@ -204,6 +206,7 @@ free_l1:
 void qcow2_image_close(struct qcow2_image *img)
 {
 	qcow2_write_close(img);
+	qcow2_waitq_destroy(&img->l2c_wq);
 	qcow2_mutex_destroy(&img->l2c_lock);
 	qcow2_cache_destroy(&img->l2c);
 	qcow2_free(img->l1);

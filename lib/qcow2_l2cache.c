@@ -8,16 +8,22 @@
  * offset in the image file. When every slot holds a slice, the least
  * recently used clean one is evicted. On a writable image the write path
  * changes slices in place and marks them dirty; dirty slices are never
- * evicted, only written back in order by qcow2_meta_flush(). A miss reads
- * into a reserved
- * slot and publishes it only if the read succeeded, so a slot never holds
- * bytes that were not read.
+ * evicted, only written back in order by qcow2_meta_flush().
+ *
+ * Misses: the slot is inserted as loading under its key, the lock is
+ * dropped for the read, and the slot is published (or forgotten, if the
+ * read failed) under the lock again. Lookups of other slices go on during
+ * the read; a lookup of the same slice waits on l2c_wq for l2c_seq to move,
+ * which every finished load does. So a slot never holds bytes that were not
+ * read, no slice is read twice at once, and l2c_lock is never held across
+ * I/O.
  *
  * Lock: struct qcow2_image::l2c_lock guards the whole cache, including the
- * statistics. __qcow2_l2c_get() runs with it held and may sleep in
- * qcow2_io::pread; a pointer it returns is valid only until the lock is
- * released, because any later miss may evict that slice. Resizing builds the
- * new cache outside the lock and swaps it in under the lock.
+ * statistics, l2c_seq and the L1 table. A pointer __qcow2_l2c_get() returns
+ * is valid only until the lock is released, and __qcow2_l2c_get() itself
+ * may drop and retake it, so callers look slices up again after any call
+ * that may sleep. Resizing builds the new cache outside the lock, waits for
+ * loads in flight and swaps it in under the lock.
  */
 #include "qcow2.h"
 
@@ -70,33 +76,45 @@ u32 qcow2_l2c_slices_for(const struct qcow2_image *img, u64 bytes)
  * @slice_off: host offset of the slice, slice aligned
  * @data: the slice's bytes (big-endian entries), valid until the lock drops
  *
- * Context: l2c_lock held; may sleep in qcow2_io::pread on a miss.
+ * Context: l2c_lock held on entry and return, but dropped while a miss
+ * reads the slice or while waiting for another caller's read of it.
  * Return: 0, -EAGAIN (every slot is dirty: the writer must write back
  * first), or the -errno of the read (the cache is unchanged then).
  */
 int __qcow2_l2c_get(struct qcow2_image *img, u64 slice_off, const u8 **data)
 {
 	struct qcow2_cache *c = &img->l2c;
+	bool busy;
 	u8 *buf;
 	s32 slot;
 	int ret;
 
 	qcow2_mutex_assert_held(&img->l2c_lock);
 
-	*data = qcow2_cache_lookup(c, slice_off);
-	if (*data)
-		return 0;
+	for (;;) {
+		*data = qcow2_cache_lookup_ex(c, slice_off, &busy);
+		if (*data)
+			return 0;
+		if (!busy)
+			break;
+		qcow2_wait_change(&img->l2c_wq, &img->l2c_lock, &img->l2c_seq,
+				  img->l2c_seq);
+	}
 
 	buf = qcow2_cache_reserve(c, &slot);
 	/* Every slice dirty: only a writer can get here (see qcow2_write.c). */
 	if (!buf)
 		return -EAGAIN;
+	qcow2_cache_insert_loading(c, slot, slice_off);
+	qcow2_mutex_unlock(&img->l2c_lock);
 	ret = img->io.pread(img->io.priv, buf, c->slot_bytes, slice_off);
-	if (ret) {
-		qcow2_cache_unreserve(c, slot);
+	qcow2_mutex_lock(&img->l2c_lock);
+	/* The cache cannot have been replaced: resize waits for loads. */
+	qcow2_cache_loaded(c, slot, !ret);
+	WRITE_ONCE(img->l2c_seq, img->l2c_seq + 1);
+	qcow2_wake_all(&img->l2c_wq);
+	if (ret)
 		return ret < 0 ? ret : -EIO;
-	}
-	qcow2_cache_publish(c, slot, slice_off);
 	*data = buf;
 	return 0;
 }
@@ -125,11 +143,15 @@ int qcow2_l2c_resize(struct qcow2_image *img, u64 bytes)
 		return ret;
 
 	/* A writable image writes its dirty slices back first. */
-	if (img->writable)
+	if (img->writable) {
 		qcow2_mutex_lock(&img->wlock);
+		if (img->l2c.nr_dirty)
+			ret = qcow2_meta_flush(img);
+	}
 	qcow2_mutex_lock(&img->l2c_lock);
-	if (img->writable && img->l2c.nr_dirty)
-		ret = qcow2_meta_flush(img);
+	while (img->l2c.nr_loading)
+		qcow2_wait_change(&img->l2c_wq, &img->l2c_lock, &img->l2c_seq,
+				  img->l2c_seq);
 	if (!ret) {
 		old = img->l2c;
 		fresh.stats = old.stats;

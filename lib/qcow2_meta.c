@@ -29,7 +29,11 @@
  * last successful flush left it (plus whatever the failing step wrote,
  * which the order above keeps harmless).
  *
- * Lock: everything here runs in writer context (wlock and l2c_lock held).
+ * Lock: everything here runs in writer context: wlock held, l2c_lock not
+ * held (see qcow2_write.c for the lock rules). The L2 write-back takes
+ * l2c_lock only to list the dirty slices and to mark them clean; the writes
+ * and every flush run without it, so lookups and loads of other slices go
+ * on during a write-back.
  */
 #include "qcow2.h"
 
@@ -173,6 +177,25 @@ static u32 overlap_find(struct qcow2_image *img, u32 kind, u64 off, u64 len,
 }
 
 /**
+ * qcow2_overlap_hit() - would [@off, @off + @len) overwrite other metadata?
+ * @img: writable image; wlock or l2c_lock held (both guard what is read)
+ * @kind: QCOW2_OL_* of what is being written
+ * @off: first byte
+ * @len: bytes
+ *
+ * qcow2_overlap_check() without its consequences, for a caller that takes
+ * the full check's path (writer context) on a hit.
+ *
+ * Return: true on a hit.
+ */
+bool qcow2_overlap_hit(struct qcow2_image *img, u32 kind, u64 off, u64 len)
+{
+	u64 where;
+
+	return overlap_find(img, kind, off, len, &where) != QCOW2_OL_DATA;
+}
+
+/**
  * qcow2_overlap_check() - refuse a write that would hit other metadata
  * @img: writable image, writer context
  * @kind: QCOW2_OL_* of what is being written (its own kind is not checked)
@@ -280,9 +303,14 @@ int qcow2_meta_flush(struct qcow2_image *img)
 	}
 	if (img->l2c.nr_dirty) {
 		ret = qcow2_io_flush(&img->io);
-		if (!ret)
-			ret = qcow2_cache_writeback(&img->l2c, l2_write_slice,
-						    img);
+		if (!ret) {
+			qcow2_mutex_lock(&img->l2c_lock);
+			ret = qcow2_cache_writeback_unlocked(&img->l2c,
+							     &img->l2c_lock,
+							     l2_write_slice,
+							     img);
+			qcow2_mutex_unlock(&img->l2c_lock);
+		}
 		if (ret)
 			goto fail;
 	}
@@ -466,7 +494,8 @@ void qcow2_write_close(struct qcow2_image *img)
  * qcow2_flush() - make every completed write durable
  * @img: writable image
  *
- * Context: may sleep; takes wlock then l2c_lock.
+ * Context: may sleep; takes wlock (l2c_lock only briefly, never across
+ * I/O: lookups, reads and in-place writes go on during the flush).
  * Return: 0, -EROFS, or the -errno of the failing step.
  */
 int qcow2_flush(struct qcow2_image *img)
@@ -476,12 +505,10 @@ int qcow2_flush(struct qcow2_image *img)
 	if (!img->writable)
 		return -EROFS;
 	qcow2_mutex_lock(&img->wlock);
-	qcow2_mutex_lock(&img->l2c_lock);
 	ret = qcow2_meta_flush(img);
 	/* Frees applied above wrote refcounts: one more pass settles them. */
 	if (!ret && (img->rc.nr_dirty || img->nr_frees))
 		ret = qcow2_meta_flush(img);
-	qcow2_mutex_unlock(&img->l2c_lock);
 	qcow2_mutex_unlock(&img->wlock);
 	return ret;
 }
@@ -500,14 +527,12 @@ int qcow2_rc_resize(struct qcow2_image *img, u64 bytes)
 	if (ret)
 		return ret;
 	qcow2_mutex_lock(&img->wlock);
-	qcow2_mutex_lock(&img->l2c_lock);
 	ret = qcow2_rc_writeback(img);
 	if (!ret) {
 		old = img->rc;
 		fresh.stats = old.stats;
 		img->rc = fresh;
 	}
-	qcow2_mutex_unlock(&img->l2c_lock);
 	qcow2_mutex_unlock(&img->wlock);
 	qcow2_cache_destroy(ret ? &fresh : &old);
 	return ret;
@@ -518,14 +543,19 @@ u64 qcow2_rc_bytes(const struct qcow2_image *img)
 	return (u64)img->rc.nr_slots * img->rc.slot_bytes;
 }
 
+/*
+ * Statistics are read without wlock, which may be held across I/O: each
+ * counter is one aligned 64-bit word, so a reader sees a recent value,
+ * never a torn one (sysfs must not wait for the image file).
+ */
 void qcow2_rc_get_stats(struct qcow2_image *img, struct qcow2_cache_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	if (!img->writable)
 		return;
-	qcow2_mutex_lock(&img->wlock);
-	*st = img->rc.stats;
-	qcow2_mutex_unlock(&img->wlock);
+	st->hits = READ_ONCE(img->rc.stats.hits);
+	st->misses = READ_ONCE(img->rc.stats.misses);
+	st->evictions = READ_ONCE(img->rc.stats.evictions);
 }
 
 void qcow2_write_get_stats(struct qcow2_image *img,
@@ -534,7 +564,10 @@ void qcow2_write_get_stats(struct qcow2_image *img,
 	memset(st, 0, sizeof(*st));
 	if (!img->writable)
 		return;
-	qcow2_mutex_lock(&img->wlock);
-	*st = img->ws;
-	qcow2_mutex_unlock(&img->wlock);
+	st->alloc_clusters = READ_ONCE(img->ws.alloc_clusters);
+	st->freed_clusters = READ_ONCE(img->ws.freed_clusters);
+	st->cow_bytes = READ_ONCE(img->ws.cow_bytes);
+	st->l2_tables_allocated = READ_ONCE(img->ws.l2_tables_allocated);
+	st->meta_flushes = READ_ONCE(img->ws.meta_flushes);
+	st->overlaps = READ_ONCE(img->ws.overlaps);
 }

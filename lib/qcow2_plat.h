@@ -23,6 +23,8 @@
 #include <linux/build_bug.h>
 #include <linux/log2.h>
 #include <linux/math64.h>
+#include <linux/wait.h>
+#include <linux/sort.h>
 #include <asm/byteorder.h>
 
 /* Engine allocations happen on the I/O path: never recurse into the fs. */
@@ -64,6 +66,32 @@ struct qcow2_mutex {
 #define qcow2_mutex_lock(l)	mutex_lock(&(l)->m)
 #define qcow2_mutex_unlock(l)	mutex_unlock(&(l)->m)
 #define qcow2_mutex_assert_held(l) lockdep_assert_held(&(l)->m)
+
+/*
+ * A wait queue for waiting, with a qcow2_mutex dropped, until a counter
+ * that is only changed under that mutex differs from a value seen under it.
+ */
+struct qcow2_waitq {
+	wait_queue_head_t wq;
+};
+
+#define qcow2_waitq_init(w)	init_waitqueue_head(&(w)->wq)
+#define qcow2_waitq_destroy(w)	do { } while (0)
+
+/* Called with @l held; returns with @l held, after *@seq != @old. */
+static inline void qcow2_wait_change(struct qcow2_waitq *w,
+				     struct qcow2_mutex *l, const u32 *seq,
+				     u32 old)
+{
+	mutex_unlock(&l->m);
+	wait_event(w->wq, READ_ONCE(*seq) != old);
+	mutex_lock(&l->m);
+}
+
+/* Wake every waiter: call after changing the counter under the mutex. */
+#define qcow2_wake_all(w)	wake_up_all(&(w)->wq)
+
+#define qcow2_sort(base, num, size, cmp) sort(base, num, size, cmp, NULL)
 
 #define qcow2_log_ratelimited(fmt, ...) \
 	pr_warn_ratelimited("qcow2blk: " fmt "\n", ##__VA_ARGS__)
@@ -174,6 +202,30 @@ struct qcow2_mutex {
 #define qcow2_mutex_lock(l)	pthread_mutex_lock(&(l)->m)
 #define qcow2_mutex_unlock(l)	pthread_mutex_unlock(&(l)->m)
 #define qcow2_mutex_assert_held(l) do { } while (0)
+
+struct qcow2_waitq {
+	pthread_cond_t c;
+};
+
+#define qcow2_waitq_init(w)	pthread_cond_init(&(w)->c, NULL)
+#define qcow2_waitq_destroy(w)	pthread_cond_destroy(&(w)->c)
+
+static inline void qcow2_wait_change(struct qcow2_waitq *w,
+				     struct qcow2_mutex *l, const u32 *seq,
+				     u32 old)
+{
+	while (__atomic_load_n(seq, __ATOMIC_RELAXED) == old)
+		pthread_cond_wait(&w->c, &l->m);
+}
+
+#define qcow2_wake_all(w)	pthread_cond_broadcast(&(w)->c)
+
+#define qcow2_sort(base, num, size, cmp) qsort(base, num, size, cmp)
+
+#ifndef READ_ONCE
+#define READ_ONCE(x)		__atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define WRITE_ONCE(x, v)	__atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#endif
 
 /* Tests set this to silence expected corruption reports. */
 extern int qcow2_log_quiet;

@@ -22,8 +22,12 @@
  * Width: refcounts are 1 << refcount_order bits wide (1 to 64); widths
  * below a byte are packed from the least significant bit, as QEMU does.
  *
- * Lock: everything here runs with wlock and l2c_lock held ("writer
- * context").
+ * Lock: everything here runs with wlock held and l2c_lock not held
+ * ("writer context"). The refcount cache, free_hint, alloc_end and the
+ * pending frees are wlock's alone. The refcount table (rt, rt_entries and
+ * the header fields naming it) and file_size are also read by the
+ * in-place write path under l2c_lock (the overlap check), so they change
+ * under both.
  */
 #include "qcow2.h"
 
@@ -308,9 +312,33 @@ int qcow2_zero_clusters_on_disk(struct qcow2_image *img, u64 off, u64 len,
 		if (ret)
 			return ret < 0 ? ret : -EIO;
 	}
-	if (off + len > img->file_size)
-		img->file_size = off + len;
+	qcow2_grow_file(img, off + len);
 	return 0;
+}
+
+/**
+ * qcow2_grow_file() - note that the image file now reaches @end
+ * @img: writable image, writer context
+ * @end: byte after the last one written
+ *
+ * Context: takes l2c_lock, which guards file_size for readers.
+ */
+void qcow2_grow_file(struct qcow2_image *img, u64 end)
+{
+	if (end <= img->file_size)
+		return;
+	qcow2_mutex_lock(&img->l2c_lock);
+	if (end > img->file_size)
+		img->file_size = end;
+	qcow2_mutex_unlock(&img->l2c_lock);
+}
+
+/* Set refcount table entry @idx, which the overlap check reads. */
+static void rt_set(struct qcow2_image *img, u64 idx, u64 off)
+{
+	qcow2_mutex_lock(&img->l2c_lock);
+	img->rt[idx] = cpu_to_be64(off);
+	qcow2_mutex_unlock(&img->l2c_lock);
 }
 
 /* Drop cached slices of a cluster that is about to hold something new. */
@@ -338,7 +366,7 @@ static int rb_create(struct qcow2_image *img, u64 rt_idx, u64 cl)
 	if (ret)
 		return ret;
 	cache_forget_cluster(img, &img->rc, off);
-	img->rt[rt_idx] = cpu_to_be64(off);
+	rt_set(img, rt_idx, off);
 	rt_dirty(img, rt_idx, rt_idx + 1);
 	if (off + (1ULL << cb) > img->alloc_end)
 		img->alloc_end = off + (1ULL << cb);
@@ -476,7 +504,7 @@ static int rt_place(struct qcow2_image *img, u64 t, u64 *table_off)
 		if (ret)
 			return ret;
 		cache_forget_cluster(img, &img->rc, blk << cb);
-		img->rt[r] = cpu_to_be64(blk << cb);
+		rt_set(img, r, blk << cb);
 		blk++;
 	}
 	img->alloc_end = (e + t + k) << cb;
@@ -527,8 +555,10 @@ static int rt_grow(struct qcow2_image *img, u64 need_idx)
 	if (!new_rt)
 		return -ENOMEM;
 	memcpy(new_rt, old_rt, (u64)old_entries * sizeof(u64));
+	qcow2_mutex_lock(&img->l2c_lock);
 	img->rt = new_rt;
 	img->rt_entries = (new_clusters << cb) / sizeof(u64);
+	qcow2_mutex_unlock(&img->l2c_lock);
 	img->rt_moving = true;
 
 	ret = rt_place(img, new_clusters, &new_off);
@@ -549,11 +579,12 @@ static int rt_grow(struct qcow2_image *img, u64 need_idx)
 		ret = qcow2_io_flush(&img->io);
 	if (ret)
 		goto fail;
-	if (new_off + (new_clusters << cb) > img->file_size)
-		img->file_size = new_off + (new_clusters << cb);
+	qcow2_grow_file(img, new_off + (new_clusters << cb));
 
+	qcow2_mutex_lock(&img->l2c_lock);
 	img->h.refcount_table_offset = new_off;
 	img->h.refcount_table_clusters = new_clusters;
+	qcow2_mutex_unlock(&img->l2c_lock);
 	ret = qcow2_header_write(img);
 	if (ret)
 		goto fail;
@@ -564,8 +595,10 @@ static int rt_grow(struct qcow2_image *img, u64 need_idx)
 	return qcow2_free_later(img, old_off, (u64)old_clusters << cb, false);
 
 undo:
+	qcow2_mutex_lock(&img->l2c_lock);
 	img->rt = old_rt;
 	img->rt_entries = old_entries;
+	qcow2_mutex_unlock(&img->l2c_lock);
 	img->rt_moving = false;
 	qcow2_free(new_rt);
 	return ret;
@@ -654,6 +687,10 @@ int qcow2_apply_frees(struct qcow2_image *img)
 {
 	u32 i;
 	int ret = 0;
+
+	/* Requests that mapped these clusters before they were freed. */
+	if (img->nr_frees && img->io.drain)
+		img->io.drain(img->io.priv);
 
 	for (i = 0; i < img->nr_frees; i++) {
 		struct qcow2_pending_free *f = &img->frees[i];

@@ -18,9 +18,23 @@
  *
  * The L2 entry changes in the cache only after the data write completed;
  * the old host cluster, if any, is freed once the new entry is durable
- * (qcow2_free_later()). Locks: wlock for the whole operation, l2c_lock
- * around every table access, dropped around data I/O and the caller's
- * reads of old contents, so readers keep going.
+ * (qcow2_free_later()).
+ *
+ * Locks (the full list and order are in qcow2.h): every operation here
+ * that changes the image runs in writer context, wlock held for the whole
+ * operation. l2c_lock is taken only around reading and changing L1 and L2
+ * entries, never across I/O: allocation, refcount I/O, copy-on-write reads,
+ * data writes and write-back run with it dropped, so lookups and reads go
+ * on. An L2 slice may be evicted whenever l2c_lock is dropped (if clean), so
+ * each access looks it up again; wlock keeps its entries unchanged
+ * meanwhile.
+ *
+ * In-place writes of owned clusters do not need wlock at all:
+ * qcow2_write_map_inplace() maps them under l2c_lock alone and the caller
+ * writes the data with no engine lock held. Such a write may still be in
+ * flight when a discard or an overwrite frees its cluster; the freed
+ * cluster is neither punched nor reused until the caller's drain callback
+ * (qcow2_io::drain) says every such write has finished.
  *
  * Cache pressure: after every step, if more than half of the L2 slices are
  * dirty the writer runs the ordered write-back, so a reader always finds a
@@ -100,8 +114,8 @@ static int l2_make_writable(struct qcow2_image *img, u64 l1_idx, u64 old_off)
 			ret = w_errno(img->io.pwrite(img->io.priv,
 						     img->cow_head, cs,
 						     new_off));
-		if (!ret && new_off + cs > img->file_size)
-			img->file_size = new_off + cs;
+		if (!ret)
+			qcow2_grow_file(img, new_off + cs);
 	} else {
 		ret = qcow2_zero_clusters_on_disk(img, new_off, cs,
 						  QCOW2_OL_L2);
@@ -110,14 +124,16 @@ static int l2_make_writable(struct qcow2_image *img, u64 l1_idx, u64 old_off)
 		qcow2_rc_update(img, new_off, cs, -1, false);
 		return ret;
 	}
-	for (key = new_off; key < new_off + cs; key += img->l2c.slot_bytes)
-		qcow2_cache_drop(&img->l2c, key);
 	if (old_off) {
 		ret = qcow2_free_later(img, old_off, cs, false);
 		if (ret)
 			return ret;
 	}
+	qcow2_mutex_lock(&img->l2c_lock);
+	for (key = new_off; key < new_off + cs; key += img->l2c.slot_bytes)
+		qcow2_cache_drop(&img->l2c, key);
 	img->l1[l1_idx] = cpu_to_be64(new_off | QCOW2_OFLAG_COPIED);
+	qcow2_mutex_unlock(&img->l2c_lock);
 	if (img->l1_dirty_lo == img->l1_dirty_hi) {
 		img->l1_dirty_lo = l1_idx;
 		img->l1_dirty_hi = l1_idx + 1;
@@ -130,22 +146,22 @@ static int l2_make_writable(struct qcow2_image *img, u64 l1_idx, u64 old_off)
 }
 
 /*
- * The L2 slice holding guest cluster @cl. With @make, the table is made one
- * the image owns first; without, *data is NULL if there is no table. The
- * slice is not marked dirty: w_dirty() does that before a change.
+ * Where the L2 entry of guest cluster @cl lives: *slice_off (0 if there is
+ * no table) and its index *idx in that slice. With @make, the table is made
+ * one the image owns first. Writer context; l1 changes only under wlock, so
+ * it is read here without l2c_lock.
  */
 static int w_slice(struct qcow2_image *img, u64 cl, bool make, u64 *slice_off,
-		   u8 **data, u32 *idx)
+		   u32 *idx)
 {
 	const struct qcow2_header *h = &img->h;
 	u64 l1_idx = cl >> h->l2_bits;
 	u32 l2_idx = cl & ((1U << h->l2_bits) - 1);
 	u32 epsb = w_slice_entry_bits(h);
 	u64 entry, l2_off;
-	const u8 *d;
 	int ret;
 
-	*data = NULL;
+	*slice_off = 0;
 	if (l1_idx >= h->l1_size)
 		return -EUCLEAN;
 	entry = be64_to_cpu(img->l1[l1_idx]);
@@ -170,21 +186,46 @@ static int w_slice(struct qcow2_image *img, u64 cl, bool make, u64 *slice_off,
 		return 0;
 	*slice_off = l2_off + ((u64)(l2_idx >> epsb) << w_slice_bits(h));
 	*idx = l2_idx & ((1U << epsb) - 1);
-	ret = __qcow2_l2c_get(img, *slice_off, &d);
-	if (ret == -EAGAIN) {
-		ret = qcow2_meta_flush(img);
-		if (!ret)
-			ret = __qcow2_l2c_get(img, *slice_off, &d);
-	}
-	if (ret)
-		return ret;
-	*data = (u8 *)d;
 	return 0;
 }
 
+/*
+ * The bytes of L2 slice @slice_off, l2c_lock held (it may be dropped and
+ * retaken inside). When every slice is dirty, the writer writes back first.
+ */
+static int w_get(struct qcow2_image *img, u64 slice_off, u8 **data)
+{
+	const u8 *d;
+	int ret;
+
+	qcow2_mutex_assert_held(&img->l2c_lock);
+	ret = __qcow2_l2c_get(img, slice_off, &d);
+	if (ret == -EAGAIN) {
+		qcow2_mutex_unlock(&img->l2c_lock);
+		ret = qcow2_meta_flush(img);
+		qcow2_mutex_lock(&img->l2c_lock);
+		if (!ret)
+			ret = __qcow2_l2c_get(img, slice_off, &d);
+	}
+	*data = ret ? NULL : (u8 *)d;
+	return ret;
+}
+
+/* Mark the cached slice @slice_off dirty before changing it; l2c_lock held. */
 static u8 *w_dirty(struct qcow2_image *img, u64 slice_off)
 {
 	return qcow2_cache_lookup_dirty(&img->l2c, slice_off);
+}
+
+/*
+ * Make room for @n more pending frees, so that recording them under
+ * l2c_lock never has to write anything back.
+ */
+static int w_frees_room(struct qcow2_image *img, u32 n)
+{
+	if (img->nr_frees + n <= img->max_frees)
+		return 0;
+	return qcow2_meta_flush(img);
 }
 
 /* Decode one (sub)cluster, logging corruption as the reader does. */
@@ -280,7 +321,7 @@ static int check_data(struct qcow2_image *img, u64 host, u64 len)
 /* After a step: keep half the L2 cache clean, bound pending frees. */
 static int w_pressure(struct qcow2_image *img)
 {
-	if (img->l2c.nr_dirty * 2 > img->l2c.nr_slots ||
+	if (READ_ONCE(img->l2c.nr_dirty) * 2 > img->l2c.nr_slots ||
 	    img->rc.nr_dirty * 2 > img->rc.nr_slots)
 		return qcow2_meta_flush(img);
 	return 0;
@@ -291,10 +332,8 @@ static void w_unalloc(struct qcow2_image *img, u64 host, u64 len)
 {
 	if (img->has_data_file)
 		return;
-	qcow2_mutex_lock(&img->l2c_lock);
 	if (qcow2_rc_update(img, host, len, -1, false))
 		qcow2_write_fail(img, -EIO, "releasing clusters of a failed write");
-	qcow2_mutex_unlock(&img->l2c_lock);
 }
 
 /*
@@ -312,20 +351,21 @@ static int w_alloc(struct qcow2_image *img, u64 cl, u32 *n, u64 *host)
 
 static void w_grow_file(struct qcow2_image *img, u64 end)
 {
-	if (!img->has_data_file && end > img->file_size)
-		img->file_size = end;
+	if (!img->has_data_file)
+		qcow2_grow_file(img, end);
 }
 
 /* Whole-cluster allocation of @n clusters from @cl; the write is [off, +wlen). */
 static int step_full(struct qcow2_image *img, u64 cl, u32 n, u64 off, u64 wlen,
-		     const struct qcow2_wsrc *src, u64 *done)
+		     u64 slice_off, u32 idx, const struct qcow2_wsrc *src,
+		     u64 *done)
 {
 	u32 cb = img->h.cluster_bits;
 	u64 start = cl << cb, run;
 	u32 hl = off - start, tl;
-	u64 host, slice_off;
+	u64 host;
 	u8 *data;
-	u32 idx, i, epsb = w_slice_entry_bits(&img->h);
+	u32 i, epsb = w_slice_entry_bits(&img->h);
 	int ret;
 
 	ret = w_alloc(img, cl, &n, &host);
@@ -337,7 +377,6 @@ static int step_full(struct qcow2_image *img, u64 cl, u32 n, u64 off, u64 wlen,
 		wlen = start + run - off;
 	*done = wlen;
 	tl = start + run - (off + wlen);
-	qcow2_mutex_unlock(&img->l2c_lock);
 
 	ret = 0;
 	if (hl)
@@ -349,20 +388,23 @@ static int step_full(struct qcow2_image *img, u64 cl, u32 n, u64 off, u64 wlen,
 	if (!ret)
 		ret = src->write(src->arg, host, img->cow_head, hl, off, wlen,
 				 img->cow_tail, tl);
+	if (!ret)
+		ret = w_frees_room(img, n);
 	if (ret) {
 		w_unalloc(img, host, run);
-		qcow2_mutex_lock(&img->l2c_lock);
 		return ret;
 	}
 
-	qcow2_mutex_lock(&img->l2c_lock);
 	w_grow_file(img, host + run);
 	img->ws.cow_bytes += hl + tl;
-	ret = w_slice(img, cl, true, &slice_off, &data, &idx);
-	if (ret)
-		goto fail;
-	if (!data || idx + n > (1U << epsb)) {
+	if (idx + n > (1U << epsb)) {
 		ret = -EIO;
+		goto fail;
+	}
+	qcow2_mutex_lock(&img->l2c_lock);
+	ret = w_get(img, slice_off, &data);
+	if (ret) {
+		qcow2_mutex_unlock(&img->l2c_lock);
 		goto fail;
 	}
 	data = w_dirty(img, slice_off);
@@ -373,15 +415,18 @@ static int step_full(struct qcow2_image *img, u64 cl, u32 n, u64 off, u64 wlen,
 		/* A data file maps guest to host 1:1: the cluster stays. */
 		if ((old & QCOW2_OFLAG_COMPRESSED) ||
 		    (old & QCOW2_L2E_OFFSET_MASK) != nh) {
+			/* Room was made above: this records, never flushes. */
 			ret = free_old(img, old, cl + i);
 			if (ret)
-				goto fail;
+				break;
 		}
 		st64(e, nh | QCOW2_OFLAG_COPIED);
 		if (img->h.extended_l2)
 			st64(e + 8, QCOW2_L2_BITMAP_ALLOC);
 	}
-	return 0;
+	qcow2_mutex_unlock(&img->l2c_lock);
+	if (!ret)
+		return 0;
 fail:
 	qcow2_write_fail(img, ret, "updating an L2 table");
 	return ret;
@@ -393,20 +438,23 @@ static u64 sc_mask(u32 first, u32 last)
 	       ~((1ULL << first) - 1);
 }
 
-/* Extended L2: write [off, off + wlen) inside cluster @cl, subclusters only. */
+/*
+ * Extended L2: write [off, off + wlen) inside cluster @cl, subclusters
+ * only. @entry and @bitmap are its L2 entry as classify() saw it.
+ */
 static int step_sub(struct qcow2_image *img, u64 cl, const struct wclass *w,
-		    u64 off, u64 wlen, const u8 *e, const struct qcow2_wsrc *src)
+		    u64 off, u64 wlen, u64 entry, u64 bitmap, u64 slice_off,
+		    u32 idx, const struct qcow2_wsrc *src)
 {
 	const struct qcow2_header *h = &img->h;
 	u32 cb = h->cluster_bits, sb = h->subcluster_bits;
-	u64 start = cl << cb;
+	u64 start = cl << cb, host = w->host;
 	u32 a = off - start, b = a + wlen;
 	u32 first = a >> sb, last = (b - 1) >> sb;
 	u32 A = first << sb, B = (last + 1) << sb;
-	u64 entry = ld64(e), bitmap = ld64(e + 8), host = w->host, slice_off;
 	struct qcow2_l2_desc d;
 	bool fresh = !host;
-	u32 hl = 0, tl = 0, idx;
+	u32 hl = 0, tl = 0;
 	u8 *data;
 	int ret;
 
@@ -432,7 +480,6 @@ static int step_sub(struct qcow2_image *img, u64 cl, const struct wclass *w,
 		if (ret)
 			return ret;
 	}
-	qcow2_mutex_unlock(&img->l2c_lock);
 
 	ret = 0;
 	if (hl)
@@ -447,19 +494,17 @@ static int step_sub(struct qcow2_image *img, u64 cl, const struct wclass *w,
 	if (ret) {
 		if (fresh)
 			w_unalloc(img, host, h->cluster_size);
-		qcow2_mutex_lock(&img->l2c_lock);
 		return ret;
 	}
 
-	qcow2_mutex_lock(&img->l2c_lock);
 	w_grow_file(img, host + b + tl);
 	img->ws.cow_bytes += hl + tl;
-	ret = w_slice(img, cl, true, &slice_off, &data, &idx);
-	if (ret)
-		goto fail;
-	if (!data) {
-		ret = -EIO;
-		goto fail;
+	qcow2_mutex_lock(&img->l2c_lock);
+	ret = w_get(img, slice_off, &data);
+	if (ret) {
+		qcow2_mutex_unlock(&img->l2c_lock);
+		qcow2_write_fail(img, ret, "updating an L2 table");
+		return ret;
 	}
 	data = w_dirty(img, slice_off) + idx * h->l2_entry_bytes;
 	bitmap = ld64(data + 8);
@@ -467,10 +512,52 @@ static int step_sub(struct qcow2_image *img, u64 cl, const struct wclass *w,
 	bitmap &= ~(sc_mask(first, last) << 32);
 	st64(data, host | QCOW2_OFLAG_COPIED);
 	st64(data + 8, bitmap);
+	qcow2_mutex_unlock(&img->l2c_lock);
 	return 0;
-fail:
-	qcow2_write_fail(img, ret, "updating an L2 table");
-	return ret;
+}
+
+/*
+ * Classify clusters from @cl (written at [a, b) of the first) in the slice
+ * @data: the first one's class in *w and its entry, and in *k how many
+ * clusters from @cl, up to @end, can go in the same step. l2c_lock held.
+ */
+static int w_classify_run(struct qcow2_image *img, u64 cl, const u8 *data,
+			  u32 idx, u32 a, u32 b, u64 end, struct wclass *w,
+			  u32 *k, u64 *entry, u64 *bitmap)
+{
+	const struct qcow2_header *h = &img->h;
+	u32 cb = h->cluster_bits, cs = h->cluster_size;
+	u32 epsb = w_slice_entry_bits(h);
+	u64 pos = (cl << cb) + b;
+	struct wclass wn;
+	const u8 *e;
+	int ret;
+
+	e = data + idx * h->l2_entry_bytes;
+	*entry = ld64(e);
+	*bitmap = h->extended_l2 ? ld64(e + 8) : 0;
+	ret = classify(img, cl, e, a, b, w);
+	if (ret)
+		return ret;
+	*k = 1;
+	if (w->mode == W_SUB)
+		return 0;
+	for (; idx + *k < (1U << epsb) && pos < end; (*k)++) {
+		u32 nb = min_t(u64, cs, end - pos);
+
+		if (w->mode == W_FULL && *k >= QCOW2_MAX_ALLOC_RUN)
+			break;
+		ret = classify(img, cl + *k,
+			       data + (idx + *k) * h->l2_entry_bytes, 0, nb,
+			       &wn);
+		if (ret || wn.mode != w->mode)
+			break;
+		if (w->mode == W_INPLACE &&
+		    wn.host != w->host + ((u64)*k << cb))
+			break;
+		pos += nb;
+	}
+	return 0;
 }
 
 /* One step of a write from @off, at most @len bytes, inside one L2 slice. */
@@ -479,62 +566,43 @@ static int write_step(struct qcow2_image *img, u64 off, u64 len,
 {
 	const struct qcow2_header *h = &img->h;
 	u32 cb = h->cluster_bits, cs = h->cluster_size;
-	u64 cl = off >> cb, end = off + len, pos, slice_off;
-	u32 epsb = w_slice_entry_bits(h), idx, k, a = off & (cs - 1);
+	u64 cl = off >> cb, end = off + len, slice_off, entry, bitmap, span;
+	u32 idx, k, a = off & (cs - 1);
 	u32 b = min_t(u64, cs, a + len);
-	struct wclass w, wn;
+	struct wclass w;
 	u8 *data;
 	int ret;
 
-	ret = w_slice(img, cl, true, &slice_off, &data, &idx);
+	ret = w_slice(img, cl, true, &slice_off, &idx);
 	if (ret)
 		return ret;
-	if (!data)
+	if (!slice_off)
 		return -EIO;
-	ret = classify(img, cl, data + idx * h->l2_entry_bytes, a, b, &w);
+	qcow2_mutex_lock(&img->l2c_lock);
+	ret = w_get(img, slice_off, &data);
+	if (!ret)
+		ret = w_classify_run(img, cl, data, idx, a, b, end, &w, &k,
+				     &entry, &bitmap);
+	qcow2_mutex_unlock(&img->l2c_lock);
 	if (ret)
 		return ret;
-	pos = (cl << cb) + b;
+	span = min_t(u64, end, (cl + k) << cb) - off;
 
 	switch (w.mode) {
 	case W_INPLACE:
-		for (k = 1; idx + k < (1U << epsb) && pos < end; k++) {
-			u32 nb = min_t(u64, cs, end - pos);
-
-			ret = classify(img, cl + k,
-				       data + (idx + k) * h->l2_entry_bytes, 0,
-				       nb, &wn);
-			if (ret || wn.mode != W_INPLACE ||
-			    wn.host != w.host + ((u64)k << cb))
-				break;
-			pos += nb;
-		}
-		*done = pos - off;
+		*done = span;
 		ret = check_data(img, w.host + a, *done);
 		if (ret)
 			return ret;
-		qcow2_mutex_unlock(&img->l2c_lock);
-		ret = src->write(src->arg, w.host + a, NULL, 0, off, *done,
-				 NULL, 0);
-		qcow2_mutex_lock(&img->l2c_lock);
-		return ret;
+		return src->write(src->arg, w.host + a, NULL, 0, off, *done,
+				  NULL, 0);
 	case W_FULL:
-		for (k = 1; idx + k < (1U << epsb) && pos < end &&
-		     k < QCOW2_MAX_ALLOC_RUN; k++) {
-			u32 nb = min_t(u64, cs, end - pos);
-
-			ret = classify(img, cl + k,
-				       data + (idx + k) * h->l2_entry_bytes, 0,
-				       nb, &wn);
-			if (ret || wn.mode != W_FULL)
-				break;
-			pos += nb;
-		}
-		return step_full(img, cl, k, off, pos - off, src, done);
+		return step_full(img, cl, k, off, span, slice_off, idx, src,
+				 done);
 	default:
 		*done = b - a;
-		return step_sub(img, cl, &w, off, *done,
-				data + idx * h->l2_entry_bytes, src);
+		return step_sub(img, cl, &w, off, *done, entry, bitmap,
+				slice_off, idx, src);
 	}
 }
 
@@ -554,7 +622,7 @@ static int write_locked(struct qcow2_image *img, u64 off, u64 len,
 {
 	int ret = 0;
 
-	qcow2_mutex_lock(&img->l2c_lock);
+	qcow2_mutex_assert_held(&img->wlock);
 	while (len) {
 		u64 done = 0;
 
@@ -570,6 +638,80 @@ static int write_locked(struct qcow2_image *img, u64 off, u64 len,
 		off += done;
 		len -= done;
 	}
+	return ret;
+}
+
+/**
+ * qcow2_write_map_inplace() - where a write goes if it changes no metadata
+ * @img: writable image
+ * @guest_off: first byte, a multiple of 512
+ * @len: bytes, a multiple of 512, > 0, within the virtual size
+ * @host_off: where the bytes go in the data file (the image file, or the
+ *            external data file), contiguous
+ *
+ * Succeeds when every byte of the range lies in clusters (subclusters,
+ * with extended L2) the image owns and holds as data, contiguous on the
+ * host, mapped by one L2 slice, and the host range passes the overlap
+ * check. The caller then writes the bytes there itself, with no engine
+ * lock held, and must hold off qcow2_io::drain from the call until its
+ * write has completed (so that the cluster is not freed under it). Such a
+ * write is durable after the next qcow2_flush(), like any other.
+ *
+ * Context: may sleep (a slice miss reads it); takes l2c_lock only, never
+ * wlock, so it does not wait for writers, allocations or flushes.
+ * Return: 0, -EAGAIN (the write needs qcow2_write(): allocation, copy-on-
+ * write, a corrupt entry or an overlap to report), -EROFS or -EINVAL.
+ */
+int qcow2_write_map_inplace(struct qcow2_image *img, u64 guest_off, u64 len,
+			    u64 *host_off)
+{
+	const struct qcow2_header *h = &img->h;
+	u32 cb = h->cluster_bits, cs = h->cluster_size;
+	u32 epsb = w_slice_entry_bits(h);
+	u64 cl = guest_off >> cb, end = guest_off + len, l1_idx, entry, l2_off;
+	u64 slice_off, bitmap, last_cl;
+	u32 l2_idx, idx, k, a = guest_off & (cs - 1);
+	u32 b = min_t(u64, cs, a + len);
+	const u8 *data;
+	struct wclass w;
+	int ret = w_begin(img, guest_off, len);
+
+	if (ret)
+		return ret;
+	if (READ_ONCE(img->wfail))
+		return -EROFS;
+	l1_idx = cl >> h->l2_bits;
+	l2_idx = cl & ((1U << h->l2_bits) - 1);
+	last_cl = (end - 1) >> cb;
+	/* One slice of one table: the common case, and enough for a bypass. */
+	if (l1_idx >= h->l1_size || (last_cl >> epsb) != (cl >> epsb))
+		return -EAGAIN;
+
+	qcow2_mutex_lock(&img->l2c_lock);
+	ret = -EAGAIN;
+	entry = be64_to_cpu(img->l1[l1_idx]);
+	if (!(entry & QCOW2_OFLAG_COPIED) ||
+	    qcow2_l1_entry_decode(h, entry, &l2_off) || !l2_off)
+		goto out;
+	slice_off = l2_off + ((u64)(l2_idx >> epsb) << w_slice_bits(h));
+	idx = l2_idx & ((1U << epsb) - 1);
+	if (slice_off + (1U << w_slice_bits(h)) > img->file_size)
+		goto out;
+	ret = __qcow2_l2c_get(img, slice_off, &data);
+	/* -EAGAIN: every slice dirty, the writer writes back. */
+	if (ret)
+		goto out;
+	ret = w_classify_run(img, cl, data, idx, a, b, end, &w, &k, &entry,
+			     &bitmap);
+	if (ret || w.mode != W_INPLACE || ((cl + k) << cb) < end) {
+		ret = -EAGAIN;
+		goto out;
+	}
+	*host_off = w.host + a;
+	if (!img->has_data_file &&
+	    qcow2_overlap_hit(img, QCOW2_OL_DATA, *host_off, len))
+		ret = -EAGAIN;
+out:
 	qcow2_mutex_unlock(&img->l2c_lock);
 	return ret;
 }
@@ -649,13 +791,18 @@ static int zero_step(struct qcow2_image *img, u64 off, u64 len,
 			return 0;
 		}
 	}
-	ret = w_slice(img, cl, true, &slice_off, &data, &idx);
+	ret = w_slice(img, cl, true, &slice_off, &idx);
 	if (ret)
 		return ret;
-	if (!data)
+	if (!slice_off)
 		return -EIO;
 	n = min_t(u64, n, (1U << epsb) - idx);
-	for (k = 0; k < n; k++) {
+	ret = w_frees_room(img, n);
+	if (ret)
+		return ret;
+	qcow2_mutex_lock(&img->l2c_lock);
+	ret = w_get(img, slice_off, &data);
+	for (k = 0; !ret && k < n; k++) {
 		u8 *e = data + (idx + k) * h->l2_entry_bytes;
 		u64 entry = ld64(e), bitmap = h->extended_l2 ? ld64(e + 8) : 0;
 		struct qcow2_l2_desc d;
@@ -664,21 +811,25 @@ static int zero_step(struct qcow2_image *img, u64 off, u64 len,
 
 		ret = w_decode(img, entry, bitmap, 0, cl + k, &d);
 		if (ret)
-			return ret;
+			break;
 		if (!zero_entry(img, mode, entry, &ne, &nb, &free_it))
 			continue;
 		if (ne == entry && nb == bitmap)
 			continue;
+		/* Room was made above: this records, never flushes. */
 		if (free_it) {
 			ret = free_old(img, entry, cl + k);
 			if (ret)
-				return ret;
+				break;
 		}
 		e = w_dirty(img, slice_off) + (idx + k) * h->l2_entry_bytes;
 		st64(e, ne);
 		if (h->extended_l2)
 			st64(e + 8, nb);
 	}
+	qcow2_mutex_unlock(&img->l2c_lock);
+	if (ret)
+		return ret;
 	*done = min_t(u64, len, n << cb);
 	return 0;
 }
@@ -697,32 +848,39 @@ static int zero_sub(struct qcow2_image *img, u64 off, u64 len,
 	u32 first = (off - (cl << cb)) >> sb;
 	u32 last = (off + len - 1 - (cl << cb)) >> sb;
 	struct qcow2_l2_desc d;
+	bool as_data = false;
 	u8 *data, *e;
 	int ret;
 
-	ret = w_slice(img, cl, true, &slice_off, &data, &idx);
+	ret = w_slice(img, cl, true, &slice_off, &idx);
 	if (ret)
 		return ret;
-	if (!data)
+	if (!slice_off)
 		return -EIO;
+	qcow2_mutex_lock(&img->l2c_lock);
+	ret = w_get(img, slice_off, &data);
+	if (ret)
+		goto out;
 	e = data + idx * h->l2_entry_bytes;
 	entry = ld64(e);
 	bitmap = ld64(e + 8);
 	ret = w_decode(img, entry, bitmap, 0, cl, &d);
 	if (ret)
-		return ret;
+		goto out;
 	if ((entry & QCOW2_OFLAG_COMPRESSED) ||
 	    ((entry & QCOW2_L2E_OFFSET_MASK) &&
 	     !(entry & QCOW2_OFLAG_COPIED))) {
-		qcow2_mutex_unlock(&img->l2c_lock);
-		ret = write_locked(img, off, len, src);
-		qcow2_mutex_lock(&img->l2c_lock);
-		return ret;
+		as_data = true;
+		goto out;
 	}
 	mask = sc_mask(first, last);
 	e = w_dirty(img, slice_off) + idx * h->l2_entry_bytes;
 	st64(e + 8, (bitmap & ~mask) | (mask << 32));
-	return 0;
+out:
+	qcow2_mutex_unlock(&img->l2c_lock);
+	if (as_data)
+		ret = write_locked(img, off, len, src);
+	return ret;
 }
 
 int qcow2_write_zeroes(struct qcow2_image *img, u64 guest_off, u64 len,
@@ -764,7 +922,6 @@ int qcow2_write_zeroes(struct qcow2_image *img, u64 guest_off, u64 len,
 			guest_off += n;
 			continue;
 		}
-		qcow2_mutex_lock(&img->l2c_lock);
 		if (guest_off != cl_start || end < cl_end) {
 			/* Whole subclusters of one cluster. */
 			n = min_t(u64, end, cl_end) - guest_off;
@@ -780,7 +937,6 @@ int qcow2_write_zeroes(struct qcow2_image *img, u64 guest_off, u64 len,
 		}
 		if (!ret)
 			ret = w_pressure(img);
-		qcow2_mutex_unlock(&img->l2c_lock);
 		guest_off += done;
 	}
 out:
@@ -806,7 +962,6 @@ int qcow2_discard(struct qcow2_image *img, u64 guest_off, u64 len)
 		return 0;
 
 	qcow2_mutex_lock(&img->wlock);
-	qcow2_mutex_lock(&img->l2c_lock);
 	ret = 0;
 	while (start < end && !ret) {
 		u64 done = 0;
@@ -820,7 +975,6 @@ int qcow2_discard(struct qcow2_image *img, u64 guest_off, u64 len)
 			ret = w_pressure(img);
 		start += done;
 	}
-	qcow2_mutex_unlock(&img->l2c_lock);
 	qcow2_mutex_unlock(&img->wlock);
 	return ret;
 }

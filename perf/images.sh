@@ -13,6 +13,11 @@
 #                 QP_CHAIN_MIB virtual) over a fully written base; layer i
 #                 owns every QP_CHAIN_DEPTH-th cluster, starting at i, so a
 #                 random read resolves at every depth. chain/TOP names the head.
+#   wdata.qcow2   the master of the write workloads: qcow2 v3, 64 KiB
+#                 clusters, every cluster written with random data,
+#                 QP_WSIZE_MIB virtual; also the backing file of the
+#                 copy-on-write workload
+#   wdata.raw     its raw twin
 #
 # The images depend only on the sizes, so DIR is reused when its STAMP
 # matches (make it again with QP_REBUILD_IMAGES=1).
@@ -23,7 +28,9 @@ size_mib=${QP_SIZE_MIB:-512}
 comp_mib=${QP_COMP_MIB:-256}
 chain_mib=${QP_CHAIN_MIB:-64}
 depth=${QP_CHAIN_DEPTH:-300}
-stamp="v1 size=$size_mib comp=$comp_mib chain=$chain_mib depth=$depth"
+wsize_mib=${QP_WSIZE_MIB:-256}
+stamp="v2 size=$size_mib comp=$comp_mib chain=$chain_mib depth=$depth"
+stamp+=" wsize=$wsize_mib"
 py=/usr/bin/python3
 
 if [ "${QP_REBUILD_IMAGES:-0}" != 1 ] && [ -f "$dir/STAMP" ] &&
@@ -42,6 +49,13 @@ qemu-img convert -f raw -O qcow2 -o compat=1.1,cluster_size=65536 \
 	src.raw data.qcow2
 rm -f src.raw
 qemu-img convert -f qcow2 -O raw data.qcow2 data.raw
+
+# The write master, made the same way: every cluster allocated.
+head -c $((wsize_mib << 20)) /dev/urandom >wsrc.raw
+qemu-img convert -f raw -O qcow2 -o compat=1.1,cluster_size=65536 \
+	wsrc.raw wdata.qcow2
+rm -f wsrc.raw
+qemu-img convert -f qcow2 -O raw wdata.qcow2 wdata.raw
 
 # Compressible data: lowercase hex of random bytes, one line per 64 bytes.
 $py - "$comp_mib" <<'EOF'

@@ -245,7 +245,10 @@ vng_args=(--run "$kernel" --disable-kvm --cpus 2 --memory 4G
 echo "run-guest: booting $kver under TCG (timeout ${guest_timeout}s)"
 start=$(date +%s)
 # From /: the guest's working directory is the host's, and / always exists.
-(cd / && timeout -k 30 "$guest_timeout" vng "${vng_args[@]}" \
+# One TCG guest at a time on this machine: perf/ and crash runs take the
+# same lock.
+(cd / && flock /tmp/qcow2blk-guest.lock \
+	timeout -k 30 "$guest_timeout" vng "${vng_args[@]}" \
 	--exec "bash $stage/guest/inside.sh $stage $results $*" </dev/null) \
 	2>&1 | tee "$work/console.log"
 rc=${PIPESTATUS[0]}

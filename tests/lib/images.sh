@@ -313,9 +313,15 @@ rm -f backing-base.qcow2
 rm -f data-file.data
 refuse data-file "data-file.data"
 
-"$QIMG" create -q -f qcow2 --object secret,id=sec0,data=qcow2blk \
-	-o compat=1.1,encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10 \
-	luks.qcow2 16M
+# QEMU times its PBKDF with the thread's CPU clock, which can step
+# backwards on a busy virtual machine ("Unable to get accurate CPU usage"):
+# try again a few times.
+for try in 1 2 3 4 5; do
+	"$QIMG" create -q -f qcow2 --object secret,id=sec0,data=qcow2blk \
+		-o compat=1.1,encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10 \
+		luks.qcow2 16M && break
+	echo "images.sh: qemu-img could not make luks.qcow2 (try $try)" >&2
+done
 refuse luks "encrypted (LUKS)"
 
 create corrupt 16M compat=1.1
