@@ -13,18 +13,27 @@
  * cmd->pending counts the reads in flight plus one held by the worker while
  * it issues; whoever drops it to zero completes the request.
  *
- * Writes (writable devices only) are synchronous in the same worker: the
- * engine (qcow2_write(), qcow2_write_zeroes(), qcow2_discard(),
- * qcow2_flush()) decides where guest bytes go and calls back into
- * struct qcow2_wsrc for the data: one write over an ITER_BVEC iterator made
- * of the engine's copy-on-write head, the request's own pages (or the zero
- * page) and its tail, and a reader of the current guest view for the
- * copy-on-write parts. The engine serializes all of this under the top
- * image's wlock, which is also what guards the device's bio_vec array.
+ * Writes (writable devices only): an overwrite of clusters the image owns
+ * is mapped by qcow2_write_map_inplace() and sent like a read, as one
+ * asynchronous kiocb over the request's pages (qcow2blk_write_inplace()).
+ * Everything else is synchronous in the worker: the engine
+ * (qcow2_write(), qcow2_write_zeroes(), qcow2_discard(), qcow2_flush())
+ * decides where guest bytes go and calls back into struct qcow2_wsrc for
+ * the data: one write over an ITER_BVEC iterator made of the engine's
+ * copy-on-write head, the request's own pages (or the zero page) and its
+ * tail, and a reader of the current guest view for the copy-on-write
+ * parts. Allocating writes run that data write with the engine's wlock
+ * dropped, so several are in flight at once; each gathers its bio_vecs in
+ * an array of its own.
  *
- * Direct and buffered I/O: a layer probed for direct I/O reads and writes
- * with IOCB_DIRECT whenever the offset, the length and every buffer piece
- * are 512-byte aligned; other pieces (odd tails, unaligned user pages) go
+ * Reads and in-place writes count themselves in the device's epoch
+ * (struct qcow2blk_epoch) from before they map until they complete; the
+ * engine drains it before freed clusters are reused or punched.
+ *
+ * Direct and buffered I/O: a layer probed for direct I/O (at 512 to 4096
+ * bytes, its dio_align) reads and writes with IOCB_DIRECT whenever the
+ * offset and the length are aligned to that and every buffer piece to 512
+ * bytes; other pieces (odd tails, unaligned user pages) go
  * through the page cache. Both stay coherent: the kernel writes back and
  * invalidates cached pages of a range before direct I/O on it. Kernel
  * buffers of the engine (kmalloc or vmalloc) are turned into bio_vecs page
@@ -165,6 +174,37 @@ static bool qcow2blk_dio_ok(u32 align, u64 pos, u64 len,
 	       !(iov_iter_alignment(iter) & (SECTOR_SIZE - 1));
 }
 
+static void qcow2blk_waio_done(struct kiocb *iocb, long ret);
+
+/*
+ * Send @aio (len and cmd set) as one asynchronous read or write of all of
+ * @iter at @pos in @file; direct when the file has it and the piece is
+ * aligned (unaligned ones, odd virtual sizes, go through the page cache).
+ * Its completion drops the request's count.
+ */
+static void qcow2blk_aio_submit(struct qcow2blk_aio *aio, struct request *rq,
+				struct file *file, u32 align, u64 pos,
+				struct iov_iter *iter, bool write)
+{
+	ssize_t ret;
+
+	memset(&aio->iocb, 0, sizeof(aio->iocb));
+	aio->iocb.ki_filp = file;
+	aio->iocb.ki_pos = pos;
+	aio->iocb.ki_complete = write ? qcow2blk_waio_done : qcow2blk_aio_done;
+	aio->iocb.ki_ioprio = req_get_ioprio(rq);
+	if (qcow2blk_dio_ok(align, pos, aio->len, iter))
+		aio->iocb.ki_flags = IOCB_DIRECT;
+
+	atomic_inc(&aio->cmd->pending);
+	if (write)
+		ret = file->f_op->write_iter(&aio->iocb, iter);
+	else
+		ret = file->f_op->read_iter(&aio->iocb, iter);
+	if (ret != -EIOCBQUEUED)
+		aio->iocb.ki_complete(&aio->iocb, ret);
+}
+
 /* Read one extent of @layer into the next @len bytes of @iter. */
 static void qcow2blk_submit_read(struct qcow2blk_cmd *cmd, struct request *rq,
 				 struct iov_iter *iter,
@@ -177,7 +217,6 @@ static void qcow2blk_submit_read(struct qcow2blk_cmd *cmd, struct request *rq,
 	u32 align = layer->data_file ? layer->data_dio_align : layer->dio_align;
 	struct qcow2blk_aio *aio;
 	struct iov_iter sub;
-	ssize_t ret;
 
 	if (*first) {
 		aio = &cmd->aio;
@@ -195,20 +234,8 @@ static void qcow2blk_submit_read(struct qcow2blk_cmd *cmd, struct request *rq,
 	aio->len = len;
 	aio->cmd = cmd;
 
-	memset(&aio->iocb, 0, sizeof(aio->iocb));
-	aio->iocb.ki_filp = file;
-	aio->iocb.ki_pos = host_off;
-	aio->iocb.ki_complete = qcow2blk_aio_done;
-	aio->iocb.ki_ioprio = req_get_ioprio(rq);
-	/* Unaligned pieces (odd virtual sizes) go through the page cache. */
-	if (qcow2blk_dio_ok(align, host_off, len, &sub))
-		aio->iocb.ki_flags = IOCB_DIRECT;
-
-	atomic_inc(&cmd->pending);
 	atomic64_inc(&dev->stats.data_ios);
-	ret = file->f_op->read_iter(&aio->iocb, &sub);
-	if (ret != -EIOCBQUEUED)
-		qcow2blk_aio_done(&aio->iocb, ret);
+	qcow2blk_aio_submit(aio, rq, file, align, host_off, &sub, false);
 }
 
 /* Build an iterator over every page of @rq, as loop does. */
@@ -537,7 +564,8 @@ struct qcow2blk_wctx {
 struct qcow2blk_wvec {
 	struct file *file;
 	u32 align;			/* direct I/O alignment, 0: none */
-	struct bio_vec *bv;		/* QCOW2BLK_WRITE_BVECS entries */
+	struct bio_vec *bv;		/* max entries */
+	unsigned int max;
 	unsigned int nr;		/* entries used */
 	size_t bytes;			/* bytes in them */
 	u64 pos;			/* file offset of the first */
@@ -563,7 +591,7 @@ static int qcow2blk_wvec_add(struct qcow2blk_wvec *w, struct page *page,
 {
 	int ret;
 
-	if (w->nr == QCOW2BLK_WRITE_BVECS) {
+	if (w->nr == w->max) {
 		ret = qcow2blk_wvec_issue(w);
 		if (ret)
 			return ret;
@@ -580,8 +608,7 @@ static int qcow2blk_wvec_add_kbuf(struct qcow2blk_wvec *w, const u8 *buf,
 	int ret;
 
 	while (len) {
-		n = qcow2blk_kbuf_bvecs(buf, len, w->bv, &w->nr,
-					QCOW2BLK_WRITE_BVECS);
+		n = qcow2blk_kbuf_bvecs(buf, len, w->bv, &w->nr, w->max);
 		w->bytes += n;
 		buf += n;
 		len -= n;
@@ -629,6 +656,12 @@ static int qcow2blk_wvec_add_guest(struct qcow2blk_wvec *w,
 	return WARN_ON_ONCE(len) ? -EIO : 0;
 }
 
+/* bio_vecs that @len bytes of kernel memory at @p take, one per page. */
+static unsigned int qcow2blk_kbuf_nr_pages(const u8 *p, u32 len)
+{
+	return len ? DIV_ROUND_UP(offset_in_page(p) + len, PAGE_SIZE) : 0;
+}
+
 static int qcow2blk_wsrc_write(void *arg, u64 host_off, const u8 *head,
 			       u32 head_len, u64 guest_off, u64 len,
 			       const u8 *tail, u32 tail_len)
@@ -636,18 +669,32 @@ static int qcow2blk_wsrc_write(void *arg, u64 host_off, const u8 *head,
 	struct qcow2blk_wctx *ctx = arg;
 	struct qcow2blk_dev *dev = ctx->dev;
 	struct qcow2blk_wvec w = {
-		.bv = dev->wbvec,
 		.pos = host_off,
 	};
+	unsigned int want;
+	bool spare;
 	int ret;
 
-	lockdep_assert_held(&qcow2blk_top(dev)->wlock.m);
 	/* The engine asks only for bytes of the request it was given. */
 	if (WARN_ON_ONCE(guest_off < ctx->guest_off ||
 			 guest_off - ctx->guest_off > ctx->len ||
 			 len > ctx->len - (guest_off - ctx->guest_off)))
 		return -EIO;
 	w.file = qcow2blk_data_file(&dev->layers[0], &w.align);
+
+	/* Writes run concurrently: each gathers its bio_vecs on its own. */
+	want = qcow2blk_kbuf_nr_pages(head, head_len) +
+	       qcow2blk_kbuf_nr_pages(tail, tail_len) +
+	       (ctx->bvec ? ctx->nr_bvec : DIV_ROUND_UP(len, PAGE_SIZE));
+	want = clamp_t(unsigned int, want, 1, QCOW2BLK_WRITE_BVECS);
+	w.bv = kmalloc_array(want, sizeof(*w.bv), GFP_NOIO | __GFP_NOWARN);
+	w.max = want;
+	spare = !w.bv;
+	if (spare) {
+		mutex_lock(&dev->wbvec_lock);
+		w.bv = dev->wbvec;
+		w.max = QCOW2BLK_WRITE_BVECS;
+	}
 
 	ret = qcow2blk_wvec_add_kbuf(&w, head, head_len);
 	if (!ret)
@@ -657,6 +704,10 @@ static int qcow2blk_wsrc_write(void *arg, u64 host_off, const u8 *head,
 		ret = qcow2blk_wvec_add_kbuf(&w, tail, tail_len);
 	if (!ret)
 		ret = qcow2blk_wvec_issue(&w);
+	if (spare)
+		mutex_unlock(&dev->wbvec_lock);
+	else
+		kfree(w.bv);
 	atomic64_inc(&dev->stats.data_writes);
 	if (ret) {
 		atomic64_inc(&dev->stats.io_errors);
@@ -858,19 +909,8 @@ static bool qcow2blk_write_inplace(struct qcow2blk_cmd *cmd,
 	aio->pooled = false;
 	aio->len = len;
 	aio->cmd = cmd;
-	memset(&aio->iocb, 0, sizeof(aio->iocb));
-	aio->iocb.ki_filp = file;
-	aio->iocb.ki_pos = host;
-	aio->iocb.ki_complete = qcow2blk_waio_done;
-	aio->iocb.ki_ioprio = req_get_ioprio(rq);
-	if (qcow2blk_dio_ok(align, host, len, &iter))
-		aio->iocb.ki_flags = IOCB_DIRECT;
-
-	atomic_inc(&cmd->pending);
 	atomic64_inc(&dev->stats.data_writes);
-	ret = file->f_op->write_iter(&aio->iocb, &iter);
-	if (ret != -EIOCBQUEUED)
-		qcow2blk_waio_done(&aio->iocb, ret);
+	qcow2blk_aio_submit(aio, rq, file, align, host, &iter, true);
 	return true;
 }
 

@@ -187,26 +187,10 @@ static int qcow2blk_init_tag_set(struct qcow2blk_dev *dev)
 	return blk_mq_alloc_tag_set(set);
 }
 
-/*
- * Guest data on a file whose direct I/O needs more than 512-byte alignment
- * (a 4 KiB-sector disk below) makes a disk of that sector size, so that
- * every request can go direct; only when the virtual size is a multiple of
- * it, so no byte of the image becomes unreachable.
- */
-static u32 qcow2blk_logical_block_size(struct qcow2blk_dev *dev)
-{
-	const struct qcow2blk_layer *l = &dev->layers[0];
-	u32 align = l->data_file ? l->data_dio_align : l->dio_align;
-
-	if (align > SECTOR_SIZE && IS_ALIGNED(dev->chain.size, align))
-		return align;
-	return SECTOR_SIZE;
-}
-
 static int qcow2blk_init_disk(struct qcow2blk_dev *dev)
 {
 	u32 cluster_size = qcow2blk_top(dev)->h.cluster_size;
-	u32 lbs = qcow2blk_logical_block_size(dev);
+	u32 lbs = dev->sector_size;
 	u32 pbs = max_t(u32, lbs, min_t(u32, cluster_size, PAGE_SIZE));
 	struct qcow2blk_limits lim = {
 		.logical_block_size = lbs,
@@ -245,6 +229,33 @@ static int qcow2blk_init_disk(struct qcow2blk_dev *dev)
 static void qcow2blk_err(struct qcow2_err *err, const char *msg)
 {
 	strscpy(err->msg, msg, sizeof(err->msg));
+}
+
+/*
+ * Guest data on a file whose direct I/O needs more than 512-byte alignment
+ * (a 4 KiB-sector disk below) makes a disk of that sector size, so that
+ * every request can go direct; only when the virtual size is a multiple of
+ * it, so no byte of the image becomes unreachable. An explicit size at
+ * attach (--sector-size) wins.
+ */
+static int qcow2blk_pick_sector_size(struct qcow2blk_dev *dev, u32 want,
+				     struct qcow2_err *err)
+{
+	const struct qcow2blk_layer *l = &dev->layers[0];
+	u32 align = l->data_file ? l->data_dio_align : l->dio_align;
+
+	if (want) {
+		if (!IS_ALIGNED(dev->chain.size, want)) {
+			qcow2blk_err(err, "the virtual size is not a multiple of the sector size");
+			return -EINVAL;
+		}
+		dev->sector_size = want;
+	} else if (align > SECTOR_SIZE && IS_ALIGNED(dev->chain.size, align)) {
+		dev->sector_size = align;
+	} else {
+		dev->sector_size = SECTOR_SIZE;
+	}
+	return 0;
 }
 
 static int qcow2blk_check_file(struct file *file, u32 layer, bool data,
@@ -524,6 +535,7 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 		goto out_free;
 	}
 	mutex_init(&dev->lock);
+	mutex_init(&dev->wbvec_lock);
 	qcow2blk_epoch_init(&dev->epoch);
 	dev->flags = a->flags;
 	dev->index = -1;
@@ -567,6 +579,10 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 		ret = -EIO;
 		goto out_close_chain;
 	}
+
+	ret = qcow2blk_pick_sector_size(dev, a->sector_size, err);
+	if (ret)
+		goto out_close_chain;
 
 	if (a->index >= 0) {
 		index = a->index;

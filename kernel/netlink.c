@@ -10,6 +10,7 @@
  */
 #include <linux/module.h>
 #include <linux/file.h>
+#include <linux/log2.h>
 #include <linux/sched/mm.h>
 #include <net/genetlink.h>
 
@@ -47,6 +48,7 @@ static const struct nla_policy qcow2blk_nl_policy[QCOW2BLK_ATTR_MAX + 1] = {
 	[QCOW2BLK_ATTR_CHAIN]		= { .type = NLA_REJECT },
 	[QCOW2BLK_ATTR_LAYER]		= { .type = NLA_REJECT },
 	[QCOW2BLK_ATTR_RC_CACHE_BYTES]	= { .type = NLA_U64 },
+	[QCOW2BLK_ATTR_SECTOR_SIZE]	= { .type = NLA_U32 },
 };
 
 static struct genl_family qcow2blk_genl_family;
@@ -156,6 +158,7 @@ static int qcow2blk_nl_fill(struct sk_buff *skb, struct qcow2blk_dev *dev,
 	    nla_put_u64_64bit(skb, QCOW2BLK_ATTR_L2_CACHE_BYTES,
 			      qcow2_l2c_bytes(qcow2blk_top(dev)),
 			      QCOW2BLK_ATTR_PAD) ||
+	    nla_put_u32(skb, QCOW2BLK_ATTR_SECTOR_SIZE, dev->sector_size) ||
 	    (dev->writable &&
 	     nla_put_u64_64bit(skb, QCOW2BLK_ATTR_RC_CACHE_BYTES,
 			       qcow2_rc_bytes(qcow2blk_top(dev)),
@@ -328,6 +331,18 @@ static int qcow2blk_nl_parse_attach(struct genl_info *info,
 					    "a refcount cache size needs a writable attach");
 			return -EINVAL;
 		}
+	}
+	if (attrs[QCOW2BLK_ATTR_SECTOR_SIZE]) {
+		u32 ss = nla_get_u32(attrs[QCOW2BLK_ATTR_SECTOR_SIZE]);
+
+		if (ss && (ss < SECTOR_SIZE || ss > PAGE_SIZE ||
+			   !is_power_of_2(ss))) {
+			NL_SET_ERR_MSG_ATTR(info->extack,
+					    attrs[QCOW2BLK_ATTR_SECTOR_SIZE],
+					    "sector size must be 512, 1024, 2048 or 4096");
+			return -EINVAL;
+		}
+		a->sector_size = ss;
 	}
 	if (attrs[QCOW2BLK_ATTR_SNAPSHOT])
 		a->snapshot = nla_data(attrs[QCOW2BLK_ATTR_SNAPSHOT]);

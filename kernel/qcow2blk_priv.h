@@ -11,10 +11,11 @@
  *   qcow2blk_dev::lock		open count and removal
  *   qcow2_image::wlock		engine writer context (lib/qcow2.h): writes
  *				that allocate or copy, zeroes, discard, flush,
- *				cache resizing; held across their metadata
- *				and data I/O. It also guards
- *				qcow2blk_dev::wbvec. Never taken by reads or
- *				in-place writes.
+ *				cache resizing; held across metadata I/O,
+ *				dropped by allocating writes for their data
+ *				I/O. Never taken by reads or in-place writes.
+ *   qcow2blk_dev::wbvec_lock	the spare bio_vec array (data writes that
+ *				could not allocate their own)
  *   qcow2_chain::mc_lock	chain mapping cache (engine)
  *   qcow2_image::l2c_lock	L2 cache, L1 table, file size, refcount
  *				table pointer (engine); never held across
@@ -133,12 +134,15 @@ struct qcow2blk_dev {
 	struct qcow2blk_layer *layers;	/* [0] is the top; const */
 	char *snapshot;			/* attached snapshot, or NULL; const */
 	bool writable;			/* top image open for writing; const */
+	u32 sector_size;		/* logical block size, bytes; const */
 	/*
-	 * Write path: QCOW2BLK_WRITE_BVECS entries for the data writes of
-	 * qcow2_wsrc::write; guarded by the top image's wlock, which the
-	 * engine holds whenever it calls that. NULL when read-only.
+	 * Write path: each data write gathers its bio_vecs in an array of
+	 * its own; when that cannot be allocated it takes this spare one of
+	 * QCOW2BLK_WRITE_BVECS entries, guarded by wbvec_lock, so writes
+	 * always make progress. NULL when read-only.
 	 */
 	struct bio_vec *wbvec;
+	struct mutex wbvec_lock;	/* protects wbvec's contents */
 	unsigned long wstate;		/* QCOW2BLK_WS_* bits, atomic ops */
 	struct qcow2blk_epoch epoch;	/* writable devices only */
 	struct gendisk *disk;		/* const after attach */
@@ -196,6 +200,7 @@ struct qcow2blk_attach {
 	u64 l2_cache_bytes;		/* 0: engine default */
 	u64 map_cache_bytes;		/* 0: engine default */
 	u64 rc_cache_bytes;		/* writable only; 0: engine default */
+	u32 sector_size;		/* logical block size; 0: pick one */
 	const char *snapshot;		/* NULL: active layer */
 	int index;			/* -1: any */
 };

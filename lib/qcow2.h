@@ -414,6 +414,17 @@ struct qcow2_write_stats {
 	u64 overlaps;			/* writes refused by the overlap check */
 };
 
+/*
+ * An allocating write whose data is being written with wlock dropped: guest
+ * clusters [cl, end) are its own until it has updated their L2 entries.
+ * Lives on the writer's stack, in qcow2_image::inflight (wlock).
+ */
+struct qcow2_inflight {
+	u64 cl;				/* first guest cluster */
+	u64 end;			/* guest cluster after the last */
+	struct qcow2_inflight *next;
+};
+
 /* A host cluster range whose references are gone but not yet durable. */
 struct qcow2_pending_free {
 	u64 off;			/* bytes, in the image file */
@@ -454,6 +465,9 @@ struct qcow2_image {
 	u64 alloc_end;			/* bytes: end of the highest cluster */
 	struct qcow2_pending_free *frees;
 	u32 nr_frees, max_frees;
+	struct qcow2_inflight *inflight; /* allocations writing data */
+	u32 inflight_seq;		/* allocations finished */
+	struct qcow2_waitq inflight_wq;	/* writers waiting for one */
 	u8 *cow_head, *cow_tail;	/* cluster_size each, for COW */
 	u8 *zero_buf;			/* QCOW2_ZERO_BUF_BYTES of zeroes */
 	u8 *hdr_buf;			/* first 512 bytes of the image file */

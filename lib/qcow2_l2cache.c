@@ -95,16 +95,20 @@ int __qcow2_l2c_get(struct qcow2_image *img, u64 slice_off, const u8 **data)
 		*data = qcow2_cache_lookup_ex(c, slice_off, &busy);
 		if (*data)
 			return 0;
-		if (!busy)
+		buf = busy ? NULL : qcow2_cache_reserve(c, &slot);
+		if (buf)
 			break;
+		/*
+		 * Every slot dirty: only a writer can get here (see
+		 * qcow2_write.c), and it writes back first. Slots being
+		 * loaded come free when their loads end: wait for one.
+		 */
+		if (!busy && !c->nr_loading)
+			return -EAGAIN;
 		qcow2_wait_change(&img->l2c_wq, &img->l2c_lock, &img->l2c_seq,
 				  img->l2c_seq);
 	}
 
-	buf = qcow2_cache_reserve(c, &slot);
-	/* Every slice dirty: only a writer can get here (see qcow2_write.c). */
-	if (!buf)
-		return -EAGAIN;
 	qcow2_cache_insert_loading(c, slot, slice_off);
 	qcow2_mutex_unlock(&img->l2c_lock);
 	ret = img->io.pread(img->io.priv, buf, c->slot_bytes, slice_off);

@@ -444,6 +444,7 @@ int qcow2_write_open(struct qcow2_image *img,
 	if (ret)
 		goto fail;
 	qcow2_mutex_init(&img->wlock);
+	qcow2_waitq_init(&img->inflight_wq);
 	img->writable = true;
 
 	if (h->version >= 3 && h->autoclear_features) {
@@ -452,6 +453,7 @@ int qcow2_write_open(struct qcow2_image *img,
 		if (ret) {
 			qcow2_err_set(err, "cannot clear the autoclear bits: error %d",
 				      ret);
+			qcow2_waitq_destroy(&img->inflight_wq);
 			qcow2_mutex_destroy(&img->wlock);
 			img->writable = false;
 			goto fail;
@@ -474,6 +476,7 @@ void qcow2_write_close(struct qcow2_image *img)
 {
 	if (img->writable) {
 		qcow2_flush(img);
+		qcow2_waitq_destroy(&img->inflight_wq);
 		qcow2_mutex_destroy(&img->wlock);
 		img->writable = false;
 	}

@@ -29,6 +29,15 @@
  * each access looks it up again; wlock keeps its entries unchanged
  * meanwhile.
  *
+ * Allocating steps (whole clusters, subclusters) take their host clusters
+ * under wlock, then record themselves in img->inflight and drop wlock for
+ * their copy-on-write reads and their data write, on buffers of their own;
+ * they retake it to make the new L2 entries visible. A writer whose range
+ * meets such a record waits for it (w_wait_inflight()), as QEMU's cluster
+ * allocations wait for the ones they depend on; others go on meanwhile.
+ * When buffers cannot be had, the step keeps wlock and uses the image's
+ * own (img->cow_head, cow_tail), so writing always makes progress.
+ *
  * In-place writes of owned clusters do not need wlock at all:
  * qcow2_write_map_inplace() maps them under l2c_lock alone and the caller
  * writes the data with no engine lock held. Such a write may still be in
@@ -355,6 +364,83 @@ static void w_grow_file(struct qcow2_image *img, u64 end)
 		qcow2_grow_file(img, end);
 }
 
+/* Does any allocation in flight own guest clusters of [cl, end)? */
+static bool w_inflight_meets(struct qcow2_image *img, u64 cl, u64 end)
+{
+	struct qcow2_inflight *r;
+
+	for (r = img->inflight; r; r = r->next)
+		if (r->cl < end && cl < r->end)
+			return true;
+	return false;
+}
+
+/* Wait, wlock dropped meanwhile, until no allocation owns [cl, end). */
+static void w_wait_inflight(struct qcow2_image *img, u64 cl, u64 end)
+{
+	qcow2_mutex_assert_held(&img->wlock);
+	while (w_inflight_meets(img, cl, end))
+		qcow2_wait_change(&img->inflight_wq, &img->wlock,
+				  &img->inflight_seq, img->inflight_seq);
+}
+
+static void w_inflight_del(struct qcow2_image *img, struct qcow2_inflight *rec)
+{
+	struct qcow2_inflight **p;
+
+	for (p = &img->inflight; *p; p = &(*p)->next) {
+		if (*p == rec) {
+			*p = rec->next;
+			break;
+		}
+	}
+	WRITE_ONCE(img->inflight_seq, img->inflight_seq + 1);
+	qcow2_wake_all(&img->inflight_wq);
+}
+
+/*
+ * The data phase of an allocating step on guest clusters [cl, cl + n):
+ * copy-on-write reads of the old bytes at [head_off, +hl) and
+ * [tail_off, +tl), then one write at @host of head, guest bytes
+ * [off, +wlen) and tail. Runs with wlock dropped, the clusters recorded as
+ * in flight, on buffers of its own; without buffers, with wlock held on
+ * the image's. Writer context on entry and return.
+ */
+static int w_data(struct qcow2_image *img, u64 cl, u32 n, u64 host,
+		  u64 head_off, u32 hl, u64 off, u64 wlen, u64 tail_off,
+		  u32 tl, const struct qcow2_wsrc *src)
+{
+	struct qcow2_inflight rec = { .cl = cl, .end = cl + n };
+	u8 *head = hl ? qcow2_alloc(hl) : NULL;
+	u8 *tail = tl ? qcow2_alloc(tl) : NULL;
+	bool alone = (!hl || head) && (!tl || tail);
+	int ret = 0;
+
+	if (alone) {
+		rec.next = img->inflight;
+		img->inflight = &rec;
+		qcow2_mutex_unlock(&img->wlock);
+	} else {
+		qcow2_free(head);
+		qcow2_free(tail);
+		head = img->cow_head;
+		tail = img->cow_tail;
+	}
+	if (hl)
+		ret = src->read(src->arg, head_off, hl, head);
+	if (!ret && tl)
+		ret = src->read(src->arg, tail_off, tl, tail);
+	if (!ret)
+		ret = src->write(src->arg, host, head, hl, off, wlen, tail, tl);
+	if (alone) {
+		qcow2_mutex_lock(&img->wlock);
+		w_inflight_del(img, &rec);
+		qcow2_free(head);
+		qcow2_free(tail);
+	}
+	return ret;
+}
+
 /* Whole-cluster allocation of @n clusters from @cl; the write is [off, +wlen). */
 static int step_full(struct qcow2_image *img, u64 cl, u32 n, u64 off, u64 wlen,
 		     u64 slice_off, u32 idx, const struct qcow2_wsrc *src,
@@ -378,16 +464,10 @@ static int step_full(struct qcow2_image *img, u64 cl, u32 n, u64 off, u64 wlen,
 	*done = wlen;
 	tl = start + run - (off + wlen);
 
-	ret = 0;
-	if (hl)
-		ret = src->read(src->arg, start, hl, img->cow_head);
-	if (!ret && tl)
-		ret = src->read(src->arg, off + wlen, tl, img->cow_tail);
+	ret = check_data(img, host, run);
 	if (!ret)
-		ret = check_data(img, host, run);
-	if (!ret)
-		ret = src->write(src->arg, host, img->cow_head, hl, off, wlen,
-				 img->cow_tail, tl);
+		ret = w_data(img, cl, n, host, start, hl, off, wlen, off + wlen,
+			     tl, src);
 	if (!ret)
 		ret = w_frees_room(img, n);
 	if (ret) {
@@ -481,16 +561,10 @@ static int step_sub(struct qcow2_image *img, u64 cl, const struct wclass *w,
 			return ret;
 	}
 
-	ret = 0;
-	if (hl)
-		ret = src->read(src->arg, start + A, hl, img->cow_head);
-	if (!ret && tl)
-		ret = src->read(src->arg, off + wlen, tl, img->cow_tail);
+	ret = check_data(img, host, h->cluster_size);
 	if (!ret)
-		ret = check_data(img, host, h->cluster_size);
-	if (!ret)
-		ret = src->write(src->arg, host + a - hl, img->cow_head, hl,
-				 off, wlen, img->cow_tail, tl);
+		ret = w_data(img, cl, 1, host + a - hl, start + A, hl, off, wlen,
+			     off + wlen, tl, src);
 	if (ret) {
 		if (fresh)
 			w_unalloc(img, host, h->cluster_size);
@@ -567,12 +641,15 @@ static int write_step(struct qcow2_image *img, u64 off, u64 len,
 	const struct qcow2_header *h = &img->h;
 	u32 cb = h->cluster_bits, cs = h->cluster_size;
 	u64 cl = off >> cb, end = off + len, slice_off, entry, bitmap, span;
-	u32 idx, k, a = off & (cs - 1);
+	u32 idx, k, a = off & (cs - 1), epsb = w_slice_entry_bits(h);
 	u32 b = min_t(u64, cs, a + len);
 	struct wclass w;
 	u8 *data;
 	int ret;
 
+	/* Clusters this step may touch: to the end of the write or slice. */
+	w_wait_inflight(img, cl, min_t(u64, (end - 1) >> cb,
+				       (((cl >> epsb) + 1) << epsb) - 1) + 1);
 	ret = w_slice(img, cl, true, &slice_off, &idx);
 	if (ret)
 		return ret;
@@ -791,12 +868,13 @@ static int zero_step(struct qcow2_image *img, u64 off, u64 len,
 			return 0;
 		}
 	}
+	n = min_t(u64, n, (((cl >> epsb) + 1) << epsb) - cl);
+	w_wait_inflight(img, cl, cl + n);
 	ret = w_slice(img, cl, true, &slice_off, &idx);
 	if (ret)
 		return ret;
 	if (!slice_off)
 		return -EIO;
-	n = min_t(u64, n, (1U << epsb) - idx);
 	ret = w_frees_room(img, n);
 	if (ret)
 		return ret;
@@ -852,6 +930,7 @@ static int zero_sub(struct qcow2_image *img, u64 off, u64 len,
 	u8 *data, *e;
 	int ret;
 
+	w_wait_inflight(img, cl, cl + 1);
 	ret = w_slice(img, cl, true, &slice_off, &idx);
 	if (ret)
 		return ret;

@@ -62,6 +62,7 @@ static struct nla_policy qctl_policy[QCOW2BLK_ATTR_MAX + 1] = {
 	[QCOW2BLK_ATTR_MAP_CACHE_BYTES]	= { .type = NLA_U64 },
 	[QCOW2BLK_ATTR_CHAIN]		= { .type = NLA_NESTED },
 	[QCOW2BLK_ATTR_RC_CACHE_BYTES]	= { .type = NLA_U64 },
+	[QCOW2BLK_ATTR_SECTOR_SIZE]	= { .type = NLA_U32 },
 };
 
 static struct nla_policy qctl_layer_policy[QCOW2BLK_LAYER_ATTR_MAX + 1] = {
@@ -313,6 +314,8 @@ static int qctl_dev_parse(struct qctl_dev *dev, struct nlattr **tb)
 	if (tb[QCOW2BLK_ATTR_RC_CACHE_BYTES])
 		dev->rc_cache_bytes =
 			nla_get_u64(tb[QCOW2BLK_ATTR_RC_CACHE_BYTES]);
+	if (tb[QCOW2BLK_ATTR_SECTOR_SIZE])
+		dev->sector_size = nla_get_u32(tb[QCOW2BLK_ATTR_SECTOR_SIZE]);
 	if (tb[QCOW2BLK_ATTR_SNAPSHOT])
 		nla_strlcpy(dev->snapshot, tb[QCOW2BLK_ATTR_SNAPSHOT],
 			    sizeof(dev->snapshot));
@@ -543,6 +546,9 @@ static int qctl_put_attach(struct nl_msg *msg,
 	    (areq->has_rc_cache &&
 	     nla_put_u64(msg, QCOW2BLK_ATTR_RC_CACHE_BYTES,
 			 areq->rc_cache_bytes) < 0) ||
+	    (areq->sector_size &&
+	     nla_put_u32(msg, QCOW2BLK_ATTR_SECTOR_SIZE,
+			 areq->sector_size) < 0) ||
 	    (areq->has_index &&
 	     nla_put_u32(msg, QCOW2BLK_ATTR_INDEX, areq->index) < 0) ||
 	    (areq->data_fd >= 0 &&

@@ -40,6 +40,7 @@ struct qctl_dev {
 	__u64 flags;			/* QCOW2BLK_F_* given at attach */
 	__u64 l2_cache_bytes;		/* bytes */
 	__u64 rc_cache_bytes;		/* bytes; writable devices only */
+	__u32 sector_size;		/* logical block size, bytes */
 	char snapshot[QCTL_SNAPSHOT_BYTES];	/* attached snapshot */
 	struct qctl_dev_layer *chain;	/* every layer, top first; malloc()ed */
 	unsigned int nr_chain;		/* entries in @chain */
@@ -68,6 +69,7 @@ struct qctl_attach_req {
 	__u64 map_cache_bytes;		/* bytes */
 	bool has_rc_cache;		/* send rc_cache_bytes (writable) */
 	__u64 rc_cache_bytes;		/* bytes */
+	__u32 sector_size;		/* logical block size; 0: default */
 	bool has_index;			/* ask for /dev/qcow<index> */
 	__u32 index;
 	const char *snapshot;		/* ID or name, NULL: active layer */

@@ -45,6 +45,7 @@ enum {
 	OPT_MAP_CACHE,
 	OPT_DRY_RUN,
 	OPT_RC_CACHE,
+	OPT_SECTOR_SIZE,
 };
 
 /* ---- list columns ------------------------------------------------------ */
@@ -62,6 +63,7 @@ enum {
 	COL_BACKING,
 	COL_SNAPSHOT,
 	COL_RCCACHE,
+	COL_SECTOR,
 	COL_CHAIN,
 };
 
@@ -92,6 +94,8 @@ static const struct qctl_colinfo qctl_colinfos[] = {
 			    "internal snapshot attached" },
 	[COL_RCCACHE]	= { { "RCCACHE", QCTL_CELL_NUM },
 			    "refcount cache size in bytes (read-write only)" },
+	[COL_SECTOR]	= { { "SECTOR", QCTL_CELL_NUM },
+			    "logical sector size of the device in bytes" },
 	[COL_CHAIN]	= { { "CHAIN", QCTL_CELL_JSON },
 			    "every layer, top first (JSON default only)" },
 };
@@ -155,6 +159,9 @@ static void qctl_usage(FILE *out)
 	      "     --refcount-cache <size>\n"
 	      "                         refcount block cache size (read-write\n"
 	      "                           only; 0: the minimum)\n"
+	      "     --sector-size <n>   logical sector size of the device: 512,\n"
+	      "                           1024, 2048 or 4096 (default: 512, or\n"
+	      "                           4096 for an image on a 4Kn disk)\n"
 	      "     --buffered          buffered instead of direct I/O on the image\n"
 	      "     --index <N>         attach as /dev/qcow<N>\n"
 	      "     --show              print the device name after attaching\n"
@@ -357,6 +364,7 @@ static int qctl_cmd_attach(int argc, char **argv)
 		{ "l2-cache",	required_argument,	NULL, OPT_L2_CACHE },
 		{ "map-cache",	required_argument,	NULL, OPT_MAP_CACHE },
 		{ "refcount-cache", required_argument,	NULL, OPT_RC_CACHE },
+		{ "sector-size", required_argument,	NULL, OPT_SECTOR_SIZE },
 		{ "buffered",	no_argument,		NULL, OPT_BUFFERED },
 		{ "index",	required_argument,	NULL, OPT_INDEX },
 		{ "show",	no_argument,		NULL, OPT_SHOW },
@@ -422,6 +430,15 @@ static int qctl_cmd_attach(int argc, char **argv)
 			if (!req.rc_cache_bytes)
 				req.rc_cache_bytes = 1;
 			req.has_rc_cache = true;
+			break;
+		case OPT_SECTOR_SIZE:
+			if (qctl_parse_u32(optarg, &req.sector_size) ||
+			    req.sector_size < 512 || req.sector_size > 4096 ||
+			    (req.sector_size & (req.sector_size - 1))) {
+				warnx("--sector-size: must be 512, 1024, 2048 or 4096: '%s'",
+				      optarg);
+				return EXIT_FAILURE;
+			}
 			break;
 		case OPT_BUFFERED:
 			req.flags |= QCOW2BLK_F_BUFFERED_IO;
@@ -777,6 +794,11 @@ static int qctl_fill_row(struct qctl_table *t, const struct qctl_dev *dev,
 			if (qctl_dev_has(dev, QCOW2BLK_ATTR_RC_CACHE_BYTES))
 				ret = qctl_table_set_num(t, i,
 							 dev->rc_cache_bytes);
+			break;
+		case COL_SECTOR:
+			if (qctl_dev_has(dev, QCOW2BLK_ATTR_SECTOR_SIZE))
+				ret = qctl_table_set_num(t, i,
+							 dev->sector_size);
 			break;
 		case COL_CHAIN:
 			if (has_chain)

@@ -47,8 +47,9 @@ enum qcow2blk_nl_cmd {
 	QCOW2BLK_CMD_UNSPEC,
 	/*
 	 * FD, [FLAGS], [L2_CACHE_BYTES], [MAP_CACHE_BYTES], [INDEX],
-	 * [DATA_FD], [SNAPSHOT], [BACKING], [RC_CACHE_BYTES] -> device
-	 * attributes. RC_CACHE_BYTES needs a writable attach.
+	 * [DATA_FD], [SNAPSHOT], [BACKING], [RC_CACHE_BYTES],
+	 * [SECTOR_SIZE] -> device attributes. RC_CACHE_BYTES needs a
+	 * writable attach.
 	 */
 	QCOW2BLK_CMD_ATTACH,
 	/* INDEX */
@@ -106,6 +107,13 @@ enum qcow2blk_nl_attr {
 	 * ATTACH is the default. Reported by writable devices only.
 	 */
 	QCOW2BLK_ATTR_RC_CACHE_BYTES,
+	/*
+	 * u32: the device's logical block size, bytes: 512, 1024, 2048 or
+	 * 4096 (at most the page size), dividing the virtual size. ATTACH:
+	 * absent or 0 picks 512, or the image file's direct I/O alignment
+	 * when that is larger and divides the virtual size. Reported.
+	 */
+	QCOW2BLK_ATTR_SECTOR_SIZE,
 
 	__QCOW2BLK_ATTR_MAX,
 };

@@ -5,9 +5,9 @@
 # writes (verify_backlog), random sizes from 4 KiB to 256 KiB, on ranges
 # that share a cluster at every boundary (each job's range is 8 MiB + 4 KiB
 # long), so allocations, copy-on-write and in-place writes of one cluster
-# race between jobs. Three passes: a fresh image (allocation), the same
-# image again (overwrites in place), and an overlay over a base with random
-# data (copy-on-write). After each detach qemu-img check must be clean, and
+# race between jobs. Four passes: a fresh image (allocation), the same
+# image again (overwrites in place), a fresh image with subclusters, and
+# an overlay over a base with random data (copy-on-write). After each detach qemu-img check must be clean, and
 # the overlay's bytes past the jobs' ranges must still be the base's.
 . "$(dirname "$0")/common.sh"
 
@@ -61,6 +61,11 @@ qemu-img create -q -f qcow2 "$fresh" 64M
 need_write "$fresh"
 run_pass "$fresh" allocating
 run_pass "$fresh" in-place
+
+# Subclusters: jobs' 4 KiB-aligned pieces allocate single subclusters.
+extl2=$work/extl2.qcow2
+qemu-img create -q -f qcow2 -o extended_l2=on,cluster_size=128k "$extl2" 64M
+run_pass "$extl2" subclusters
 
 base=$work/base.qcow2
 head -c 48M /dev/urandom >"$work/base.raw"

@@ -3,8 +3,11 @@
 #
 # test_crash.sh: power cuts while the engine writes (tests/tools/
 # qcow2-crashsim.c has the model and the checks). Runs QB_CRASH_ITERATIONS
-# cuts (default 10000) with seed QB_CRASH_SEED (default 1), then a
-# self-test: with flushes turned into no-ops the same checks must fail.
+# cuts (default 10000) with seed QB_CRASH_SEED (default 1), with in-place
+# writes in flight completing in any order, then a self-test: with flushes
+# turned into no-ops the same checks must fail. Then the scripted race of
+# an in-place write in flight with a discard that frees its cluster: clean
+# with the drain callback, caught without it.
 #
 # One line per case, "PASS host/test_crash: NAME" or "FAIL host/test_crash:
 # NAME: reason", then "N passed, N failed". A failure prints the seed and
@@ -52,6 +55,26 @@ if [ $rc -eq 1 ] && grep -q '^FAIL ' <<<"$out"; then
 	result PASS lying-disk-detected
 else
 	result FAIL lying-disk-detected "exit $rc: $(tail -n 1 <<<"$out")"
+fi
+
+# An in-place write in flight must not land on a freed, reused cluster.
+out=$("$sim" --race --seed "$seed" 2>&1)
+rc=$?
+line=$(grep '^race:' <<<"$out")
+if [ $rc -eq 0 ] && [[ $line == *" 0 failures" ]] &&
+   ! [[ $line == "race: 0 kinds"* ]]; then
+	result PASS "race-drain ($line)"
+else
+	echo "$out" | head -n 20
+	result FAIL race-drain "exit $rc: $line"
+fi
+out=$("$sim" --race --no-drain --seed "$seed" 2>&1)
+rc=$?
+line=$(grep '^race:' <<<"$out")
+if [ $rc -eq 1 ] && grep -q '^FAIL ' <<<"$out"; then
+	result PASS "race-no-drain-detected ($line)"
+else
+	result FAIL race-no-drain-detected "exit $rc: $line"
 fi
 
 echo "$pass passed, $fail failed"

@@ -3,7 +3,8 @@
  * qcow2-crashsim: power cuts simulated while the engine writes.
  *
  *   qcow2-crashsim [--iterations CUTS] [--seed S] [--seq N] [--check-every N]
- *                  [--kind NAME] [--keep DIR] [-v]
+ *                  [--kind NAME] [--keep DIR] [--lying-disk] [--no-drain]
+ *                  [-v]
  *
  * Model. An image file is a "durable" byte array plus the list of writes
  * issued since the last flush, in order; a flush makes them durable. The
@@ -30,6 +31,20 @@
  *   (c) every --check-every'th cut and every failing one is also written to
  *       a file and given to `qemu-img check`: exit 0, or 3 (leaks only).
  *
+ * In-place writes in flight: half the writes first ask
+ * qcow2_write_map_inplace() for their host range, as the kernel does; if
+ * the engine gives one, the write is only recorded, in flight, and lands
+ * in the file later (at a random later step, before a check of the live
+ * image, when a write or zero write meets its range, or when the engine's
+ * drain callback asks for every one), in any order, like the kernel's
+ * asynchronous kiocbs. A flush does not wait for them: one still in
+ * flight when a flush starts is not required to survive it. A discard may
+ * race with one: the discarded range then reads zero whatever lands,
+ * and the drain callback is what keeps the freed cluster from being
+ * reused under the write. --race runs one scripted instance of that race
+ * per image kind; --no-drain leaves the callback out, a self-test: the
+ * checks must then catch the write landing on the reused cluster.
+ *
  * The run is deterministic for a seed. A failure prints the seed, the
  * sequence, the step and the cut; --seq N --seed S replays that sequence
  * alone, --keep DIR leaves the failing cut images there. --lying-disk
@@ -55,6 +70,8 @@
 /* Random operations per sequence. */
 #define SEQ_OPS			18
 #define MAX_FAIL_REPORTS	20
+/* In-place writes in flight at once. */
+#define MAX_INFLIGHT		4
 
 /* ---- in-memory files ---------------------------------------------------- */
 
@@ -658,6 +675,16 @@ struct shadow {
 	u8 *any;			/* per sector: too many values, unchecked */
 };
 
+/* An in-place write mapped by the engine that has not landed yet. */
+struct ifw {
+	u64 host;			/* where it lands in the file */
+	u64 guest;			/* guest range */
+	u64 len;
+	u8 fill;			/* its pattern */
+	u8 *old;			/* the guest bytes before it */
+	bool unmapped;			/* a discard raced with it */
+};
+
 struct sim {
 	u64 seed;
 	u64 seq;
@@ -677,10 +704,18 @@ struct sim {
 	char cutdesc[160];
 
 	bool in_op;			/* an engine call is running */
+	struct ifw ifw[MAX_INFLIGHT];	/* in-place writes in flight */
+	int nr_ifw;
+	bool no_drain;			/* self-test: no drain callback */
+	u64 last_off, last_len;		/* the last range written */
+	bool race;			/* --race: the scripted race only */
+	u64 races;			/* race scripts run */
 	u64 max_cuts;			/* stop cutting at this many */
 
 	/* totals */
 	u64 cuts, leaky_cuts, qemu_checks, failures, sequences, ops;
+	u64 inplace;			/* in-place writes sent in flight */
+	u64 raced;			/* of them, met by a discard */
 	u64 check_every;
 	const char *keep;
 	bool verbose;
@@ -1050,6 +1085,120 @@ static void sim_hook(void *arg, bool flush)
 		       flush ? "at a flush" : "after a write");
 }
 
+/* In-place write @i lands in the file now. */
+static void ifw_land(struct sim *s, int i)
+{
+	struct ifw *w = &s->ifw[i];
+	u8 *data = xrealloc(NULL, w->len);
+	const u8 *piece = data;
+
+	memset(data, w->fill, w->len);
+	mfile_writev(&s->f, w->host, &piece, &w->len, 1);
+	free(data);
+	free(w->old);
+	s->ifw[i] = s->ifw[--s->nr_ifw];
+	if (s->f.hook)
+		s->f.hook(s->f.hook_arg, false);
+}
+
+/* Land every in-place write whose guest range meets [off, off + len). */
+static void ifw_land_range(struct sim *s, u64 off, u64 len)
+{
+	int i = 0;
+
+	while (i < s->nr_ifw) {
+		struct ifw *w = &s->ifw[i];
+
+		if (w->guest < off + len && off < w->guest + w->len)
+			ifw_land(s, i);
+		else
+			i++;
+	}
+}
+
+static void ifw_land_all(struct sim *s)
+{
+	while (s->nr_ifw)
+		ifw_land(s, rnd_below(s->nr_ifw));
+}
+
+/* qcow2_io::drain: the kernel waits for its requests in flight. */
+static void sim_drain(void *priv)
+{
+	struct mfile *f = priv;
+
+	ifw_land_all(f->hook_arg);
+}
+
+/* A discard of [off, off + len): racing writes there never show again. */
+static void ifw_discarded(struct sim *s, u64 off, u64 len)
+{
+	int i;
+
+	for (i = 0; i < s->nr_ifw; i++) {
+		struct ifw *w = &s->ifw[i];
+
+		if (w->guest < off + len && off < w->guest + w->len) {
+			if (!w->unmapped)
+				s->raced++;
+			w->unmapped = true;
+		}
+	}
+}
+
+/*
+ * After a flush: writes still in flight when it began need not be durable,
+ * so their sectors may also hold what was there before them.
+ */
+static void ifw_after_flush(struct sim *s, const struct ifw *was, int nr)
+{
+	struct shadow *sh = &s->sh;
+	int i;
+
+	for (i = 0; i < nr; i++) {
+		const struct ifw *w = &was[i];
+
+		if (w->unmapped)
+			continue;
+		memcpy(sh->dur + w->guest, w->old, w->len);
+		shadow_set(sh, w->guest, w->len, w->fill);
+	}
+}
+
+/*
+ * Try @off..@len as an in-place write in flight; true if it went so (or
+ * failed: *ret), false if it needs qcow2_write().
+ */
+static bool sim_inplace(struct sim *s, u64 off, u64 len, int *ret)
+{
+	struct ifw *w;
+	u64 host;
+
+	if (s->nr_ifw == MAX_INFLIGHT || rnd_below(2))
+		return false;
+	*ret = qcow2_write_map_inplace(s->img, off, len, &host);
+	if (*ret == -EAGAIN)
+		return false;
+	if (*ret)
+		return true;
+	/* Overlapping writes in flight land first: one value per sector. */
+	ifw_land_range(s, off, len);
+	w = &s->ifw[s->nr_ifw++];
+	w->host = host;
+	w->guest = off;
+	w->len = len;
+	w->fill = s->fill;
+	w->old = xrealloc(NULL, len);
+	w->unmapped = false;
+	memcpy(w->old, s->sh.cur + off, len);
+	shadow_set(&s->sh, off, len, s->fill);
+	s->inplace++;
+	if (s->verbose)
+		printf("  (in place at %llu, in flight)\n",
+		       (unsigned long long)host);
+	return true;
+}
+
 /* The live image must read back exactly as the shadow says. */
 static void sim_check_live(struct sim *s)
 {
@@ -1057,6 +1206,8 @@ static void sim_check_live(struct sim *s)
 	s64 bad;
 	int ret;
 
+	/* A reader racing with a write may see either: let them land. */
+	ifw_land_all(s);
 	qimg_reader_forget(&s->rd);
 	ret = qimg_read(&s->rd, 0, s->sh.vsize, s->guest);
 	snprintf(s->cutdesc, sizeof(s->cutdesc), "none (live image)");
@@ -1082,7 +1233,7 @@ static int sim_op(struct sim *s)
 	u64 cs = k->cluster_size, vs = k->vsize, off, len, first, last;
 	u32 r = rnd_below(100);
 	bool unmap;
-	int ret;
+	int ret, i;
 
 	/* Half of the ranges are cluster aligned, the rest any sectors. */
 	if (rnd_below(2)) {
@@ -1094,14 +1245,36 @@ static int sim_op(struct sim *s)
 		      SECTOR;
 	}
 	len = min_t(u64, len, vs - off);
+	/*
+	 * A quarter of the operations go to the last range written, so
+	 * overwrites in place, and discards racing with them, happen often.
+	 */
+	if (s->last_len && !rnd_below(4)) {
+		off = s->last_off;
+		len = s->last_len;
+	}
+	if (r < 45) {
+		s->last_off = off;
+		s->last_len = len;
+	}
 	qimg_reader_forget(&s->rd);
 	s->ops++;
+	/* Writes in flight land at random moments. */
+	for (i = 0; i < s->nr_ifw;) {
+		if (!rnd_below(3))
+			ifw_land(s, i);
+		else
+			i++;
+	}
 	if (r < 45) {
 		s->fill = 1 + (s->ops * 7 + s->seq) % 250;
 		if (s->verbose)
 			printf("step %d: write -P %#x %llu %llu\n", s->step,
 			       s->fill, (unsigned long long)off,
 			       (unsigned long long)len);
+		if (sim_inplace(s, off, len, &ret))
+			goto done;
+		ifw_land_range(s, off, len);
 		/* Values may show up while the call runs: set them first. */
 		shadow_set(&s->sh, off, len, s->fill);
 		s->in_op = true;
@@ -1113,6 +1286,7 @@ static int sim_op(struct sim *s)
 			printf("step %d: write -z%s %llu %llu\n", s->step,
 			       unmap ? " -u" : "", (unsigned long long)off,
 			       (unsigned long long)len);
+		ifw_land_range(s, off, len);
 		shadow_set(&s->sh, off, len, 0);
 		s->in_op = true;
 		ret = qcow2_write_zeroes(s->img, off, len,
@@ -1126,19 +1300,35 @@ static int sim_op(struct sim *s)
 		/* Whole clusters only; v2 over a backing file keeps them. */
 		first = (off + cs - 1) / cs;
 		last = (off + len) / cs;
-		if (!(k->v2 && k->backing) && last > first)
+		if (!(k->v2 && k->backing) && last > first) {
 			shadow_set(&s->sh, first * cs, (last - first) * cs, 0);
+			ifw_discarded(s, first * cs, (last - first) * cs);
+		}
 		s->in_op = true;
 		ret = qcow2_discard(s->img, off, len);
 	} else {
+		struct ifw was[MAX_INFLIGHT];
+		int nr = s->nr_ifw;
+
 		if (s->verbose)
-			printf("step %d: flush\n", s->step);
+			printf("step %d: flush (%d in flight)\n", s->step, nr);
+		/* What is in flight now need not survive this flush. */
+		memcpy(was, s->ifw, sizeof(was));
+		for (i = 0; i < nr; i++) {
+			was[i].old = xrealloc(NULL, was[i].len);
+			memcpy(was[i].old, s->ifw[i].old, was[i].len);
+		}
 		s->in_op = true;
 		ret = qcow2_flush(s->img);
 		s->in_op = false;
-		if (!ret)
+		if (!ret) {
 			shadow_flushed(&s->sh);
+			ifw_after_flush(s, was, nr);
+		}
+		for (i = 0; i < nr; i++)
+			free(was[i].old);
 	}
+done:
 	s->in_op = false;
 	if (ret) {
 		snprintf(s->cutdesc, sizeof(s->cutdesc), "none (engine call)");
@@ -1147,6 +1337,69 @@ static int sim_op(struct sim *s)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * --race: one scripted race per kind, the case the drain callback exists
+ * for. Cluster A is written and flushed; an in-place write of A is sent in
+ * flight; A is discarded and the discard flushed, which frees A's host
+ * cluster; cluster B is written (the allocator's lowest free cluster is
+ * the one just freed); only then does the in-place write land. With the
+ * drain it has landed before the cluster was freed, and B reads back as
+ * written; without (--no-drain) it lands on B's data.
+ */
+static int sim_race(struct sim *s, const struct kind *k)
+{
+	struct qcow2_wsrc src = { .write = src_write, .read = src_read,
+				  .arg = s };
+	u64 cs = k->cluster_size, a = 2 * cs, b = 5 * cs;
+	int ret, dummy;
+
+	if ((k->v2 && k->backing) || b + cs > k->vsize)
+		return 0;
+	s->step = 1;
+	s->fill = 0x11;
+	shadow_set(&s->sh, a, cs, s->fill);
+	ret = qcow2_write(s->img, a, cs, &src);
+	if (!ret)
+		ret = qcow2_flush(s->img);
+	if (ret)
+		goto engine;
+	shadow_flushed(&s->sh);
+
+	s->step = 2;
+	s->fill = 0x22;
+	/* sim_inplace() skips half the time: ask until it goes in flight. */
+	while (!s->nr_ifw) {
+		if (sim_inplace(s, a, cs, &dummy) && dummy) {
+			ret = dummy;
+			goto engine;
+		}
+	}
+	s->step = 3;
+	shadow_set(&s->sh, a, cs, 0);
+	ifw_discarded(s, a, cs);
+	ret = qcow2_discard(s->img, a, cs);
+	if (!ret)
+		ret = qcow2_flush(s->img);
+	if (ret)
+		goto engine;
+	shadow_flushed(&s->sh);
+
+	s->step = 4;
+	s->fill = 0x33;
+	shadow_set(&s->sh, b, cs, s->fill);
+	ret = qcow2_write(s->img, b, cs, &src);
+	if (ret)
+		goto engine;
+	s->races++;
+	/* Lands now, unless the drain already let it land. */
+	sim_check_live(s);
+	return 0;
+engine:
+	snprintf(s->cutdesc, sizeof(s->cutdesc), "none (race script)");
+	sim_fail(s, "the engine failed the race script: %s", strerror(-ret));
+	return -1;
 }
 
 static int sim_sequence(struct sim *s, const struct kind *k)
@@ -1164,7 +1417,10 @@ static int sim_sequence(struct sim *s, const struct kind *k)
 	s->f.hook_arg = s;
 	s->io[0] = (struct qcow2_io){ .pread = mf_pread, .pwrite = mf_pwrite,
 				      .flush = mf_flush, .punch = mf_punch,
+				      .drain = s->no_drain ? NULL : sim_drain,
 				      .priv = &s->f };
+	s->nr_ifw = 0;
+	s->last_len = 0;
 	s->io[1] = (struct qcow2_io){ .pread = mro_pread, .priv = &s->base };
 	ret = sim_open_chain(s, &s->chain, s->io, k->size, true, &err);
 	if (ret) {
@@ -1190,6 +1446,10 @@ static int sim_sequence(struct sim *s, const struct kind *k)
 	}
 	shadow_flushed(&s->sh);
 
+	if (s->race) {
+		sim_race(s, k);
+		goto close;
+	}
 	for (s->step = 1; s->step <= SEQ_OPS && s->cuts < s->max_cuts;
 	     s->step++) {
 		if (sim_op(s))
@@ -1203,6 +1463,9 @@ static int sim_sequence(struct sim *s, const struct kind *k)
 	}
 	sim_check_live(s);
 close:
+	/* A crash: what is still in flight never lands. */
+	while (s->nr_ifw)
+		free(s->ifw[--s->nr_ifw].old);
 	qimg_reader_destroy(&s->rd);
 	/* Closing would flush: drop the engine's state as a crash does. */
 	qcow2_chain_close(&s->chain);
@@ -1215,7 +1478,7 @@ static void print_usage(void)
 	fprintf(stderr,
 		"usage: qcow2-crashsim [--iterations CUTS] [--seed S] [--seq N]\n"
 		"                      [--check-every N] [--kind NAME] [--keep DIR]\n"
-		"                      [--lying-disk] [-v]\n");
+		"                      [--lying-disk] [--no-drain] [--race] [-v]\n");
 	exit(2);
 }
 
@@ -1230,6 +1493,8 @@ int main(int argc, char **argv)
 		{ "keep", required_argument, NULL, 'K' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "lying-disk", no_argument, NULL, 'L' },
+		{ "no-drain", no_argument, NULL, 'D' },
+		{ "race", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1244,7 +1509,7 @@ int main(int argc, char **argv)
 	memset(&s, 0, sizeof(s));
 	s.seed = 1;
 	s.check_every = 200;
-	while ((opt = getopt_long(argc, argv, "i:s:q:c:k:K:vLh", opts,
+	while ((opt = getopt_long(argc, argv, "i:s:q:c:k:K:vLDRh", opts,
 				  NULL)) != -1) {
 		switch (opt) {
 		case 'i':
@@ -1270,6 +1535,12 @@ int main(int argc, char **argv)
 			break;
 		case 'L':
 			s.lie = true;
+			break;
+		case 'D':
+			s.no_drain = true;
+			break;
+		case 'R':
+			s.race = true;
 			break;
 		default:
 			print_usage();
@@ -1298,6 +1569,17 @@ int main(int argc, char **argv)
 		print_usage();
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (s.race) {
+		for (i = 0; i < nk; i++) {
+			s.seq = i;
+			rng_seed(s.seed, i);
+			sim_sequence(&s, &kinds[pick[i]]);
+		}
+		printf("race: %llu kinds raced, %llu failures\n",
+		       (unsigned long long)s.races,
+		       (unsigned long long)s.failures);
+		iterations = 0;
+	}
 	for (seq = 0; s.cuts < iterations || only_seq != ~0ULL; seq++) {
 		if (only_seq != ~0ULL && seq != only_seq) {
 			if (seq > only_seq)
@@ -1320,6 +1602,8 @@ int main(int argc, char **argv)
 	       (unsigned long long)s.seed, (unsigned long long)s.sequences,
 	       (unsigned long long)s.ops, (unsigned long long)s.cuts,
 	       secs > 0 ? s.cuts / secs : 0.0);
+	printf("%llu in-place writes in flight (%llu raced by a discard), ",
+	       (unsigned long long)s.inplace, (unsigned long long)s.raced);
 	printf("%llu cuts with leaked clusters, %llu qemu-img checks, %llu failures\n",
 	       (unsigned long long)s.leaky_cuts,
 	       (unsigned long long)s.qemu_checks,

@@ -184,6 +184,96 @@ START_TEST(results_independent_of_size)
 	}
 }
 
+/* A slot being loaded is found busy, never evicted, and published after. */
+START_TEST(loading_slot)
+{
+	struct qcow2_cache c;
+	bool busy;
+	s32 a, b;
+	u8 *buf;
+
+	ck_assert_int_eq(qcow2_cache_init(&c, 512, 2), 0);
+	buf = qcow2_cache_reserve(&c, &a);
+	ck_assert_ptr_nonnull(buf);
+	qcow2_cache_insert_loading(&c, a, 512);
+	ck_assert_ptr_null(qcow2_cache_lookup_ex(&c, 512, &busy));
+	ck_assert(busy);
+	ck_assert(!qcow2_cache_drop(&c, 512));
+	ck_assert_ptr_null(qcow2_cache_lookup_dirty(&c, 512));
+	/* The other slot is the only one to take; then nothing is left. */
+	ck_assert_ptr_nonnull(qcow2_cache_reserve(&c, &b));
+	qcow2_cache_publish(&c, b, 1024);
+	ck_assert_ptr_nonnull(qcow2_cache_lookup_dirty(&c, 1024));
+	ck_assert_ptr_null(qcow2_cache_reserve(&c, &b));
+	memset(buf, 0xab, 512);
+	qcow2_cache_loaded(&c, a, true);
+	ck_assert_ptr_eq(qcow2_cache_lookup_ex(&c, 512, &busy), buf);
+	ck_assert(!busy);
+	ck_assert_uint_eq(c.nr_loading, 0);
+	/* A failed load forgets its key and frees its slot. */
+	ck_assert(qcow2_cache_drop(&c, 512));
+	buf = qcow2_cache_reserve(&c, &a);
+	ck_assert_ptr_nonnull(buf);
+	qcow2_cache_insert_loading(&c, a, 2048);
+	qcow2_cache_loaded(&c, a, false);
+	ck_assert_ptr_null(qcow2_cache_lookup_ex(&c, 2048, &busy));
+	ck_assert(!busy);
+	ck_assert_ptr_nonnull(qcow2_cache_reserve(&c, &a));
+	qcow2_cache_destroy(&c);
+}
+END_TEST
+
+struct wb_log {
+	u64 keys[64];
+	u32 n;
+	u64 fail_key;
+};
+
+static int wb_record(void *arg, u64 key, const u8 *data, u32 bytes)
+{
+	struct wb_log *l = arg;
+
+	(void)data;
+	(void)bytes;
+	if (key == l->fail_key)
+		return -EIO;
+	l->keys[l->n++] = key;
+	return 0;
+}
+
+/* Dirty slots are written in ascending key order; failed ones stay dirty. */
+START_TEST(writeback_sorted)
+{
+	static const u64 order[] = { 9, 3, 7, 1, 8, 2, 6, 4, 5, 0 };
+	struct wb_log log = { .fail_key = 7 * 512 };
+	struct qcow2_cache c;
+	u32 i;
+	s32 slot;
+
+	ck_assert_int_eq(qcow2_cache_init(&c, 512, 16), 0);
+	for (i = 0; i < ARRAY_SIZE(order); i++) {
+		ck_assert_ptr_nonnull(qcow2_cache_reserve(&c, &slot));
+		qcow2_cache_publish(&c, slot, order[i] * 512);
+		ck_assert_ptr_nonnull(qcow2_cache_lookup_dirty(&c, order[i] * 512));
+		/* Marking twice counts once. */
+		ck_assert_ptr_nonnull(qcow2_cache_lookup_dirty(&c, order[i] * 512));
+	}
+	ck_assert_uint_eq(c.nr_dirty, 10);
+	ck_assert_int_eq(qcow2_cache_writeback(&c, wb_record, &log), -EIO);
+	ck_assert_uint_eq(log.n, 9);
+	for (i = 1; i < log.n; i++)
+		ck_assert_uint_lt(log.keys[i - 1], log.keys[i]);
+	ck_assert_uint_eq(c.nr_dirty, 1);
+	log.fail_key = ~0ULL;
+	log.n = 0;
+	ck_assert_int_eq(qcow2_cache_writeback(&c, wb_record, &log), 0);
+	ck_assert_uint_eq(log.n, 1);
+	ck_assert_uint_eq(log.keys[0], 7 * 512);
+	ck_assert_uint_eq(c.nr_dirty, 0);
+	qcow2_cache_destroy(&c);
+}
+END_TEST
+
 static Suite *l2cache_suite(void)
 {
 	Suite *s = suite_create("l2cache");
@@ -196,6 +286,8 @@ static Suite *l2cache_suite(void)
 	tcase_add_test(tc, failed_read_not_cached);
 	tcase_add_test(tc, resize);
 	tcase_add_test(tc, results_independent_of_size);
+	tcase_add_test(tc, loading_slot);
+	tcase_add_test(tc, writeback_sorted);
 	suite_add_tcase(s, tc);
 	return s;
 }
