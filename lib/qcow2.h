@@ -17,8 +17,9 @@
  *			and cache, allocation, pending frees, the write
  *			statistics and the COW buffers; held across
  *			metadata and data I/O. May sleep.
- *   qcow2_chain::mc_lock	the chain mapping cache; held across reads of
- *			lower layers' metadata.
+ *   qcow2_chain::mc_lock	the chain mapping cache. Never held across
+ *			I/O: a miss drops it while it walks the lower
+ *			layers (qcow2_chain.c).
  *   qcow2_image::l2c_lock	the L2 cache, l2c_seq, the L1 table and
  *			file_size, plus (writable) the refcount table
  *			pointer and entries. Never held across I/O: a miss
@@ -744,8 +745,10 @@ struct qcow2_chain {
 	u32 nr_layers;
 	struct qcow2_layer *layers;	/* [0] is the top */
 	u64 size;			/* virtual size: the top's */
-	struct qcow2_mutex mc_lock;	/* protects mc; before l2c_lock */
+	struct qcow2_mutex mc_lock;	/* protects mc and mc_seq */
 	struct qcow2_cache mc;		/* resolved chunks; empty if 1 layer */
+	struct qcow2_waitq mc_wq;	/* waiters for a chunk being loaded */
+	u32 mc_seq;			/* loads finished; mc_lock */
 };
 
 /* An extent and the layer whose file holds it. */

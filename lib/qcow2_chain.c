@@ -20,8 +20,12 @@
  * budget (at least its minimum); the L1 tables of all layers together are
  * bounded by QCOW2_MAX_CHAIN_L1_BYTES; the mapping cache by its own size.
  *
- * Lock: mc_lock protects the mapping cache and is taken before any layer's
- * l2c_lock (the walk runs with it held).
+ * Lock: mc_lock protects the mapping cache (and mc_seq); it is never held
+ * across I/O. A miss inserts its slot as loading, drops the lock for the
+ * walk and publishes the slot after it; a lookup of the same chunk waits
+ * on mc_wq for that load, lookups of other chunks go on. It is taken before
+ * a layer's l2c_lock only in the sense that the walk, run without it,
+ * takes those.
  */
 #include "qcow2.h"
 
@@ -134,7 +138,30 @@ static void chain_from_slot(const struct qcow2_mc_ext *e, u64 skip, u64 len,
 	}
 }
 
-/* One extent from @pos within its chunk, through the mapping cache. */
+/* Walk the layers below the top for @pos, with mc_lock dropped. */
+static int chain_resolve_unlocked(struct qcow2_chain *c, u64 pos, u64 len,
+				  struct qcow2_chain_extent *ce)
+{
+	int ret;
+
+	qcow2_mutex_unlock(&c->mc_lock);
+	ret = chain_resolve(c, 1, pos, len, ce);
+	qcow2_mutex_lock(&c->mc_lock);
+	return ret;
+}
+
+/* A load of the mapping cache ended: wake who waits for one. */
+static void chain_load_done(struct qcow2_chain *c, s32 nr, bool ok)
+{
+	qcow2_cache_loaded(&c->mc, nr, ok);
+	WRITE_ONCE(c->mc_seq, c->mc_seq + 1);
+	qcow2_wake_all(&c->mc_wq);
+}
+
+/*
+ * One extent from @pos within its chunk, through the mapping cache.
+ * mc_lock held on entry and return, dropped during any walk.
+ */
 static int chain_map_chunk(struct qcow2_chain *c, u64 pos, u64 len,
 			   struct qcow2_chain_extent *ce)
 {
@@ -142,25 +169,37 @@ static int chain_map_chunk(struct qcow2_chain *c, u64 pos, u64 len,
 	u64 chunk_left = start + QCOW2_MC_CHUNK_BYTES - pos;
 	struct qcow2_mc_slot *slot;
 	u64 at = start;
-	bool fits;
+	bool fits, busy;
 	s32 nr;
 	u32 i;
 	int ret;
 
 	qcow2_mutex_assert_held(&c->mc_lock);
 	len = min_t(u64, len, chunk_left);
-	slot = (struct qcow2_mc_slot *)qcow2_cache_lookup(&c->mc, start);
+	for (;;) {
+		slot = (struct qcow2_mc_slot *)qcow2_cache_lookup_ex(&c->mc,
+								     start,
+								     &busy);
+		if (slot || !busy)
+			break;
+		qcow2_wait_change(&c->mc_wq, &c->mc_lock, &c->mc_seq,
+				  c->mc_seq);
+	}
 	if (!slot) {
 		slot = (struct qcow2_mc_slot *)qcow2_cache_reserve(&c->mc,
 								   &nr);
+		/* Every slot being loaded: resolve this one uncached. */
 		if (!slot)
-			return chain_resolve(c, 1, pos, len, ce);
+			return chain_resolve_unlocked(c, pos, len, ce);
+		qcow2_cache_insert_loading(&c->mc, nr, start);
+		qcow2_mutex_unlock(&c->mc_lock);
 		ret = chain_fill_slot(c, start, slot, &fits);
-		if (ret || !fits) {
-			qcow2_cache_unreserve(&c->mc, nr);
-			return ret ? ret : chain_resolve(c, 1, pos, len, ce);
-		}
-		qcow2_cache_publish(&c->mc, nr, start);
+		qcow2_mutex_lock(&c->mc_lock);
+		chain_load_done(c, nr, !ret && fits);
+		if (ret)
+			return ret;
+		if (!fits)
+			return chain_resolve_unlocked(c, pos, len, ce);
 	}
 	for (i = 0; i < slot->nr; i++) {
 		if (pos < at + slot->ext[i].len) {
@@ -410,6 +449,7 @@ int qcow2_chain_open(struct qcow2_chain *c, const struct qcow2_layer_desc *d,
 		}
 	}
 	qcow2_mutex_init(&c->mc_lock);
+	qcow2_waitq_init(&c->mc_wq);
 	return 0;
 
 close_layers:
@@ -427,6 +467,7 @@ close_layers:
  */
 void qcow2_chain_close(struct qcow2_chain *c)
 {
+	qcow2_waitq_destroy(&c->mc_wq);
 	qcow2_mutex_destroy(&c->mc_lock);
 	qcow2_cache_destroy(&c->mc);
 	chain_close_layers(c, c->nr_layers);
