@@ -45,9 +45,10 @@
  * cluster is neither punched nor reused until the caller's drain callback
  * (qcow2_io::drain) says every such write has finished.
  *
- * Cache pressure: after every step, if more than half of the L2 slices are
- * dirty the writer runs the ordered write-back, so a reader always finds a
- * clean slice to evict and never needs to write anything.
+ * Cache pressure: before a change that may dirty one more L2 slice, the
+ * writer runs the ordered write-back if that would leave less than half the
+ * slices clean (w_dirty_room()), so a reader, at any moment, finds a clean
+ * slice to evict and never needs to write anything.
  */
 #include "qcow2.h"
 
@@ -224,6 +225,19 @@ static int w_get(struct qcow2_image *img, u64 slice_off, u8 **data)
 static u8 *w_dirty(struct qcow2_image *img, u64 slice_off)
 {
 	return qcow2_cache_lookup_dirty(&img->l2c, slice_off);
+}
+
+/*
+ * Before a change may mark one more slice dirty: keep at least half the L2
+ * cache clean at every moment, so that a reader (which never writes back)
+ * always finds a slot to read into, waiting at most for loads in flight.
+ * Only the writer marks slices dirty, one slice per change.
+ */
+static int w_dirty_room(struct qcow2_image *img)
+{
+	if ((READ_ONCE(img->l2c.nr_dirty) + 1) * 2 > img->l2c.nr_slots)
+		return qcow2_meta_flush(img);
+	return 0;
 }
 
 /*
@@ -481,6 +495,9 @@ static int step_full(struct qcow2_image *img, u64 cl, u32 n, u64 off, u64 wlen,
 		ret = -EIO;
 		goto fail;
 	}
+	ret = w_dirty_room(img);
+	if (ret)
+		goto fail;
 	qcow2_mutex_lock(&img->l2c_lock);
 	ret = w_get(img, slice_off, &data);
 	if (ret) {
@@ -573,6 +590,11 @@ static int step_sub(struct qcow2_image *img, u64 cl, const struct wclass *w,
 
 	w_grow_file(img, host + b + tl);
 	img->ws.cow_bytes += hl + tl;
+	ret = w_dirty_room(img);
+	if (ret) {
+		qcow2_write_fail(img, ret, "updating an L2 table");
+		return ret;
+	}
 	qcow2_mutex_lock(&img->l2c_lock);
 	ret = w_get(img, slice_off, &data);
 	if (ret) {
@@ -876,6 +898,8 @@ static int zero_step(struct qcow2_image *img, u64 off, u64 len,
 	if (!slice_off)
 		return -EIO;
 	ret = w_frees_room(img, n);
+	if (!ret)
+		ret = w_dirty_room(img);
 	if (ret)
 		return ret;
 	qcow2_mutex_lock(&img->l2c_lock);
@@ -936,6 +960,9 @@ static int zero_sub(struct qcow2_image *img, u64 off, u64 len,
 		return ret;
 	if (!slice_off)
 		return -EIO;
+	ret = w_dirty_room(img);
+	if (ret)
+		return ret;
 	qcow2_mutex_lock(&img->l2c_lock);
 	ret = w_get(img, slice_off, &data);
 	if (ret)

@@ -5,9 +5,10 @@
 # writes (verify_backlog), random sizes from 4 KiB to 256 KiB, on ranges
 # that share a cluster at every boundary (each job's range is 8 MiB + 4 KiB
 # long), so allocations, copy-on-write and in-place writes of one cluster
-# race between jobs. Four passes: a fresh image (allocation), the same
-# image again (overwrites in place), a fresh image with subclusters, and
-# an overlay over a base with random data (copy-on-write). After each detach qemu-img check must be clean, and
+# race between jobs. Passes: a fresh image (allocation), the same image
+# again (overwrites in place), 4 KiB clusters with the smallest L2 cache,
+# a fresh image with subclusters, and an overlay over a base with random
+# data (copy-on-write). After each detach qemu-img check must be clean, and
 # the overlay's bytes past the jobs' ranges must still be the base's.
 . "$(dirname "$0")/common.sh"
 
@@ -40,11 +41,13 @@ group_reporting=1
 JOBS
 }
 
-# run_pass IMAGE NAME: attach, run the jobs, detach, qemu-img check
+# run_pass IMAGE NAME [ATTACH-OPTION...]: attach, run the jobs, detach,
+# qemu-img check
 run_pass() {
 	local img=$1 name=$2 dev out
 
-	dev=$(attach_rw "$img") || { t_fail "$name: attach"; return 1; }
+	shift 2
+	dev=$(attach_rw "$img" "$@") || { t_fail "$name: attach"; return 1; }
 	jobs "$dev" >"$work/$name.fio"
 	if out=$(fio --output-format=terse --terse-version=3 "$work/$name.fio" 2>&1); then
 		t_pass "$name: 4 jobs, QD32, verified"
@@ -61,6 +64,11 @@ qemu-img create -q -f qcow2 "$fresh" 64M
 need_write "$fresh"
 run_pass "$fresh" allocating
 run_pass "$fresh" in-place
+# The smallest L2 cache (two slices): readers racing with writers must
+# always find a slice to read into.
+mincache=$work/mincache.qcow2
+qemu-img create -q -f qcow2 -o cluster_size=4k "$mincache" 64M
+run_pass "$mincache" min-l2-cache-4k --l2-cache 0
 
 # Subclusters: jobs' 4 KiB-aligned pieces allocate single subclusters.
 extl2=$work/extl2.qcow2
