@@ -846,6 +846,9 @@ static int qcow2blk_rq_bvecs(struct qcow2blk_cmd *cmd, struct request *rq,
 	return 0;
 }
 
+/* An in-place write waits this many times for allocations it meets. */
+#define QCOW2BLK_INPLACE_TRIES		4
+
 static void qcow2blk_waio_done(struct kiocb *iocb, long ret)
 {
 	struct qcow2blk_aio *aio = container_of(iocb, struct qcow2blk_aio,
@@ -884,6 +887,7 @@ static bool qcow2blk_write_inplace(struct qcow2blk_cmd *cmd,
 	size_t len = blk_rq_bytes(rq);
 	struct iov_iter iter;
 	struct file *file;
+	unsigned int tries;
 	u32 align;
 	ssize_t ret;
 
@@ -891,14 +895,26 @@ static bool qcow2blk_write_inplace(struct qcow2blk_cmd *cmd,
 	/* FUA needs the mapping durable too: the writer's flush does that. */
 	if (rq->cmd_flags & REQ_FUA)
 		return false;
-	qcow2blk_epoch_enter(dev, cmd);
-	ret = qcow2_write_map_inplace(qcow2blk_top(dev), pos, len, &host);
-	if (ret) {
+	for (tries = 0;; tries++) {
+		qcow2blk_epoch_enter(dev, cmd);
+		ret = qcow2_write_map_inplace(qcow2blk_top(dev), pos, len,
+					      &host);
+		if (!ret)
+			break;
 		qcow2blk_epoch_exit(dev, cmd);
-		if (ret == -EAGAIN)
+		if (ret == -EAGAIN || (ret == -EBUSY &&
+				       tries == QCOW2BLK_INPLACE_TRIES))
 			return false;
-		*status = qcow2blk_write_error(dev, ret);
-		return true;
+		if (ret != -EBUSY) {
+			*status = qcow2blk_write_error(dev, ret);
+			return true;
+		}
+		/*
+		 * The clusters are being allocated by another write: once it
+		 * is done they are ours to write in place. Out of the epoch,
+		 * since that writer may need a flush that drains it.
+		 */
+		qcow2_write_wait(qcow2blk_top(dev), pos, len);
 	}
 	if (qcow2blk_rq_iter(cmd, rq, ITER_SOURCE, &iter)) {
 		/* Completion leaves the epoch. */

@@ -466,7 +466,8 @@ struct qcow2_image {
 	u64 alloc_end;			/* bytes: end of the highest cluster */
 	struct qcow2_pending_free *frees;
 	u32 nr_frees, max_frees;
-	struct qcow2_inflight *inflight; /* allocations writing data */
+	/* Allocations writing data; changed under wlock and l2c_lock. */
+	struct qcow2_inflight *inflight;
 	u32 inflight_seq;		/* allocations finished */
 	struct qcow2_waitq inflight_wq;	/* writers waiting for one */
 	u8 *cow_head, *cow_tail;	/* cluster_size each, for COW */
@@ -624,6 +625,7 @@ int qcow2_write(struct qcow2_image *img, u64 guest_off, u64 len,
  */
 int qcow2_write_map_inplace(struct qcow2_image *img, u64 guest_off, u64 len,
 			    u64 *host_off);
+void qcow2_write_wait(struct qcow2_image *img, u64 guest_off, u64 len);
 
 /**
  * qcow2_write_zeroes() - make guest bytes read as zero

@@ -398,10 +398,20 @@ static void w_wait_inflight(struct qcow2_image *img, u64 cl, u64 end)
 				  &img->inflight_seq, img->inflight_seq);
 }
 
+/* The list changes under wlock and l2c_lock: either lock reads it. */
+static void w_inflight_add(struct qcow2_image *img, struct qcow2_inflight *rec)
+{
+	qcow2_mutex_lock(&img->l2c_lock);
+	rec->next = img->inflight;
+	img->inflight = rec;
+	qcow2_mutex_unlock(&img->l2c_lock);
+}
+
 static void w_inflight_del(struct qcow2_image *img, struct qcow2_inflight *rec)
 {
 	struct qcow2_inflight **p;
 
+	qcow2_mutex_lock(&img->l2c_lock);
 	for (p = &img->inflight; *p; p = &(*p)->next) {
 		if (*p == rec) {
 			*p = rec->next;
@@ -409,6 +419,7 @@ static void w_inflight_del(struct qcow2_image *img, struct qcow2_inflight *rec)
 		}
 	}
 	WRITE_ONCE(img->inflight_seq, img->inflight_seq + 1);
+	qcow2_mutex_unlock(&img->l2c_lock);
 	qcow2_wake_all(&img->inflight_wq);
 }
 
@@ -431,8 +442,7 @@ static int w_data(struct qcow2_image *img, u64 cl, u32 n, u64 host,
 	int ret = 0;
 
 	if (alone) {
-		rec.next = img->inflight;
-		img->inflight = &rec;
+		w_inflight_add(img, &rec);
 		qcow2_mutex_unlock(&img->wlock);
 	} else {
 		qcow2_free(head);
@@ -759,7 +769,9 @@ static int write_locked(struct qcow2_image *img, u64 off, u64 len,
  * Context: may sleep (a slice miss reads it); takes l2c_lock only, never
  * wlock, so it does not wait for writers, allocations or flushes.
  * Return: 0, -EAGAIN (the write needs qcow2_write(): allocation, copy-on-
- * write, a corrupt entry or an overlap to report), -EROFS or -EINVAL.
+ * write, a corrupt entry or an overlap to report), -EBUSY (an allocation
+ * in flight owns part of the range: qcow2_write_wait() for it, then ask
+ * again), -EROFS or -EINVAL.
  */
 int qcow2_write_map_inplace(struct qcow2_image *img, u64 guest_off, u64 len,
 			    u64 *host_off)
@@ -803,7 +815,8 @@ int qcow2_write_map_inplace(struct qcow2_image *img, u64 guest_off, u64 len,
 	ret = w_classify_run(img, cl, data, idx, a, b, end, &w, &k, &entry,
 			     &bitmap);
 	if (ret || w.mode != W_INPLACE || ((cl + k) << cb) < end) {
-		ret = -EAGAIN;
+		/* Being allocated: in place, once that allocation is done. */
+		ret = w_inflight_meets(img, cl, last_cl + 1) ? -EBUSY : -EAGAIN;
 		goto out;
 	}
 	*host_off = w.host + a;
@@ -813,6 +826,28 @@ int qcow2_write_map_inplace(struct qcow2_image *img, u64 guest_off, u64 len,
 out:
 	qcow2_mutex_unlock(&img->l2c_lock);
 	return ret;
+}
+
+/**
+ * qcow2_write_wait() - wait until no allocation in flight owns the range
+ * @img: writable image
+ * @guest_off: first byte
+ * @len: bytes, > 0
+ *
+ * For a caller whose qcow2_write_map_inplace() said -EBUSY: once the
+ * allocation is done, the range is (usually) owned data, written in place.
+ * The caller must not hold anything a writer waits for (for the kernel: no
+ * request epoch).
+ *
+ * Context: may sleep; takes wlock.
+ */
+void qcow2_write_wait(struct qcow2_image *img, u64 guest_off, u64 len)
+{
+	u32 cb = img->h.cluster_bits;
+
+	qcow2_mutex_lock(&img->wlock);
+	w_wait_inflight(img, guest_off >> cb, ((guest_off + len - 1) >> cb) + 1);
+	qcow2_mutex_unlock(&img->wlock);
 }
 
 int qcow2_write(struct qcow2_image *img, u64 guest_off, u64 len,
