@@ -178,13 +178,14 @@ static void qcow2blk_waio_done(struct kiocb *iocb, long ret);
 
 /*
  * Send @aio (len and cmd set) as one asynchronous read or write of all of
- * @iter at @pos in @file; direct when the file has it and the piece is
- * aligned (unaligned ones, odd virtual sizes, go through the page cache).
- * Its completion drops the request's count.
+ * @iter at @pos in @file, with kiocb @flags (IOCB_DSYNC for FUA); direct
+ * when the file has it and the piece is aligned (unaligned ones, odd
+ * virtual sizes, go through the page cache). Its completion drops the
+ * request's count.
  */
 static void qcow2blk_aio_submit(struct qcow2blk_aio *aio, struct request *rq,
 				struct file *file, u32 align, u64 pos,
-				struct iov_iter *iter, bool write)
+				struct iov_iter *iter, int flags, bool write)
 {
 	ssize_t ret;
 
@@ -193,8 +194,9 @@ static void qcow2blk_aio_submit(struct qcow2blk_aio *aio, struct request *rq,
 	aio->iocb.ki_pos = pos;
 	aio->iocb.ki_complete = write ? qcow2blk_waio_done : qcow2blk_aio_done;
 	aio->iocb.ki_ioprio = req_get_ioprio(rq);
+	aio->iocb.ki_flags = flags;
 	if (qcow2blk_dio_ok(align, pos, aio->len, iter))
-		aio->iocb.ki_flags = IOCB_DIRECT;
+		aio->iocb.ki_flags |= IOCB_DIRECT;
 
 	atomic_inc(&aio->cmd->pending);
 	if (write)
@@ -235,7 +237,7 @@ static void qcow2blk_submit_read(struct qcow2blk_cmd *cmd, struct request *rq,
 	aio->cmd = cmd;
 
 	atomic64_inc(&dev->stats.data_ios);
-	qcow2blk_aio_submit(aio, rq, file, align, host_off, &sub, false);
+	qcow2blk_aio_submit(aio, rq, file, align, host_off, &sub, 0, false);
 }
 
 /* Build an iterator over every page of @rq, as loop does. */
@@ -875,8 +877,13 @@ static void qcow2blk_waio_done(struct kiocb *iocb, long ret)
  * allocations or flushes. The request stays in its epoch until it
  * completes, so its clusters cannot be freed under it.
  *
+ * FUA: when the mapping is durable already (its slice clean, no write-back
+ * under way), the kiocb carries IOCB_DSYNC and nothing else is needed;
+ * otherwise the writer's path writes and flushes.
+ *
  * Return: false when the write needs the engine's writer (allocation,
- * copy-on-write, FUA); else true, with *status set if it failed here.
+ * copy-on-write, FUA on a fresh mapping); else true, with *status set if
+ * it failed here.
  */
 static bool qcow2blk_write_inplace(struct qcow2blk_cmd *cmd,
 				   struct request *rq, blk_status_t *status)
@@ -888,17 +895,21 @@ static bool qcow2blk_write_inplace(struct qcow2blk_cmd *cmd,
 	struct iov_iter iter;
 	struct file *file;
 	unsigned int tries;
+	bool durable;
 	u32 align;
 	ssize_t ret;
 
 	*status = BLK_STS_OK;
-	/* FUA needs the mapping durable too: the writer's flush does that. */
-	if (rq->cmd_flags & REQ_FUA)
-		return false;
 	for (tries = 0;; tries++) {
 		qcow2blk_epoch_enter(dev, cmd);
 		ret = qcow2_write_map_inplace(qcow2blk_top(dev), pos, len,
-					      &host);
+					      &host, &durable);
+		/*
+		 * FUA needs the mapping durable too: when it is not yet, the
+		 * writer's path and its flush make it so.
+		 */
+		if (!ret && (rq->cmd_flags & REQ_FUA) && !durable)
+			ret = -EAGAIN;
 		if (!ret)
 			break;
 		qcow2blk_epoch_exit(dev, cmd);
@@ -926,7 +937,8 @@ static bool qcow2blk_write_inplace(struct qcow2blk_cmd *cmd,
 	aio->len = len;
 	aio->cmd = cmd;
 	atomic64_inc(&dev->stats.data_writes);
-	qcow2blk_aio_submit(aio, rq, file, align, host, &iter, true);
+	qcow2blk_aio_submit(aio, rq, file, align, host, &iter,
+			    rq->cmd_flags & REQ_FUA ? IOCB_DSYNC : 0, true);
 	return true;
 }
 

@@ -442,6 +442,8 @@ struct qcow2_image {
 	struct qcow2_cache l2c;	/* guarded by l2c_lock */
 	struct qcow2_waitq l2c_wq;	/* waiters for a slice being loaded */
 	u32 l2c_seq;			/* loads finished; l2c_lock */
+	/* An ordered write-back is under way; changed under both locks. */
+	bool meta_wb_busy;
 
 	/*
 	 * Writing (qcow2_write.c, qcow2_refcount.c, qcow2_meta.c); all zero
@@ -624,7 +626,7 @@ int qcow2_write(struct qcow2_image *img, u64 guest_off, u64 len,
  * metadata change (owned data clusters), or -EAGAIN; see qcow2_write.c
  */
 int qcow2_write_map_inplace(struct qcow2_image *img, u64 guest_off, u64 len,
-			    u64 *host_off);
+			    u64 *host_off, bool *durable);
 void qcow2_write_wait(struct qcow2_image *img, u64 guest_off, u64 len);
 
 /**
@@ -811,6 +813,7 @@ int qcow2_cache_writeback_unlocked(struct qcow2_cache *c,
 					     const u8 *data, u32 bytes),
 				   void *arg);
 bool qcow2_cache_drop(struct qcow2_cache *c, u64 key);
+bool qcow2_cache_is_dirty(const struct qcow2_cache *c, u64 key);
 
 /**
  * qcow2_l2c_slices_for() - slices a cache of @bytes holds for @img

@@ -495,6 +495,21 @@ int qcow2_cache_writeback_unlocked(struct qcow2_cache *c,
 }
 
 /**
+ * qcow2_cache_is_dirty() - is @key cached and marked dirty?
+ * @c: cache, owner's lock held
+ * @key: key
+ *
+ * Context: owner's lock held.
+ * Return: true if so.
+ */
+bool qcow2_cache_is_dirty(const struct qcow2_cache *c, u64 key)
+{
+	s32 i = cache_find(c, key);
+
+	return i != QCOW2_CACHE_NONE && c->slots[i].dirty;
+}
+
+/**
  * qcow2_cache_drop() - forget @key if it is cached and clean
  * @c: cache, owner's lock held
  * @key: key

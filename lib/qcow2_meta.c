@@ -265,6 +265,19 @@ static int l1_writeback(struct qcow2_image *img)
 	return 0;
 }
 
+/*
+ * Under way, slices already written are clean but not yet durable: the
+ * in-place path must not take them for durable (qcow2_write_map_inplace()).
+ */
+static void meta_wb_busy(struct qcow2_image *img, bool busy)
+{
+	qcow2_mutex_lock(&img->l2c_lock);
+	img->meta_wb_busy = busy;
+	qcow2_mutex_unlock(&img->l2c_lock);
+}
+
+static int meta_writeback(struct qcow2_image *img);
+
 /**
  * qcow2_meta_flush() - the ordered write-back (see the file comment)
  * @img: writable image, writer context
@@ -298,10 +311,30 @@ int qcow2_meta_flush(struct qcow2_image *img)
 	if (ret || !any)
 		goto out;
 	img->ws.meta_flushes++;
+	meta_wb_busy(img, true);
+	ret = meta_writeback(img);
+	meta_wb_busy(img, false);
+	return ret;
 
+fail:
+	qcow2_write_fail(img, ret, "writing back metadata");
+out:
+	if (ret && !img->wfail)
+		qcow2_write_fail(img, ret, "flushing the image file");
+	return ret;
+}
+
+/* Steps 2-5 of the ordered write-back, after the data flush. */
+static int meta_writeback(struct qcow2_image *img)
+{
+	bool rt = img->rt_dirty_lo != img->rt_dirty_hi && !img->rt_moving;
+	bool l1 = img->l1_dirty_lo != img->l1_dirty_hi;
+	int ret;
+
+	/* It stops writing on failure itself. */
 	ret = qcow2_rc_writeback(img);
 	if (ret)
-		goto out;
+		return ret;
 	if (rt) {
 		ret = qcow2_io_flush(&img->io);
 		if (!ret)
@@ -345,9 +378,6 @@ int qcow2_meta_flush(struct qcow2_image *img)
 
 fail:
 	qcow2_write_fail(img, ret, "writing back metadata");
-out:
-	if (ret && !img->wfail)
-		qcow2_write_fail(img, ret, "flushing the image file");
 	return ret;
 }
 

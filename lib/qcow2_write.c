@@ -757,6 +757,9 @@ static int write_locked(struct qcow2_image *img, u64 off, u64 len,
  * @len: bytes, a multiple of 512, > 0, within the virtual size
  * @host_off: where the bytes go in the data file (the image file, or the
  *            external data file), contiguous
+ * @durable: set when the mapping itself is durable: the slice is clean and
+ *           no write-back is under way, so a FUA write needs only its own
+ *           data made durable (O_DSYNC), no qcow2_flush()
  *
  * Succeeds when every byte of the range lies in clusters (subclusters,
  * with extended L2) the image owns and holds as data, contiguous on the
@@ -774,7 +777,7 @@ static int write_locked(struct qcow2_image *img, u64 off, u64 len,
  * again), -EROFS or -EINVAL.
  */
 int qcow2_write_map_inplace(struct qcow2_image *img, u64 guest_off, u64 len,
-			    u64 *host_off)
+			    u64 *host_off, bool *durable)
 {
 	const struct qcow2_header *h = &img->h;
 	u32 cb = h->cluster_bits, cs = h->cluster_size;
@@ -823,6 +826,12 @@ int qcow2_write_map_inplace(struct qcow2_image *img, u64 guest_off, u64 len,
 	if (!img->has_data_file &&
 	    qcow2_overlap_hit(img, QCOW2_OL_DATA, *host_off, len))
 		ret = -EAGAIN;
+	/*
+	 * A clean slice outside a write-back was last written by one that
+	 * completed, with the L1 and refcounts it depends on, and flushed.
+	 */
+	*durable = !img->meta_wb_busy &&
+		   !qcow2_cache_is_dirty(&img->l2c, slice_off);
 out:
 	qcow2_mutex_unlock(&img->l2c_lock);
 	return ret;

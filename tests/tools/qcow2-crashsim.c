@@ -1172,11 +1172,12 @@ static void ifw_after_flush(struct sim *s, const struct ifw *was, int nr)
 static bool sim_inplace(struct sim *s, u64 off, u64 len, int *ret)
 {
 	struct ifw *w;
+	bool durable;
 	u64 host;
 
 	if (s->nr_ifw == MAX_INFLIGHT || rnd_below(2))
 		return false;
-	*ret = qcow2_write_map_inplace(s->img, off, len, &host);
+	*ret = qcow2_write_map_inplace(s->img, off, len, &host, &durable);
 	if (*ret == -EAGAIN)
 		return false;
 	if (*ret)
