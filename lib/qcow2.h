@@ -460,6 +460,7 @@ struct qcow2_image {
 	struct qcow2_mutex wlock;
 	__be64 *rt;			/* refcount table, rt_entries */
 	u32 rt_entries;
+	u32 rt_hi;			/* entries from here on are 0 */
 	u32 rt_dirty_lo, rt_dirty_hi;	/* dirty entries [lo, hi) */
 	bool rt_moving;			/* rt is a new table not yet in use */
 	u32 l1_dirty_lo, l1_dirty_hi;	/* dirty L1 entries [lo, hi); l2c_lock */

@@ -153,8 +153,8 @@ static u32 overlap_find(struct qcow2_image *img, u32 kind, u64 off, u64 len,
 	}
 	/* Refcount blocks and active L2 tables, from the in-memory tables. */
 	if (kind != QCOW2_OL_REFBLOCK &&
-	    img->rt_entries <= QCOW2_OVERLAP_SCAN_MAX) {
-		for (i = 0; i < img->rt_entries; i++) {
+	    img->rt_hi <= QCOW2_OVERLAP_SCAN_MAX) {
+		for (i = 0; i < img->rt_hi; i++) {
 			u64 rb = be64_to_cpu(img->rt[i]) & QCOW2_L1E_OFFSET_MASK;
 
 			if (rb && ranges_meet(off, len, rb, cs)) {

@@ -338,6 +338,8 @@ static void rt_set(struct qcow2_image *img, u64 idx, u64 off)
 {
 	qcow2_mutex_lock(&img->l2c_lock);
 	img->rt[idx] = cpu_to_be64(off);
+	if (idx >= img->rt_hi)
+		img->rt_hi = idx + 1;
 	qcow2_mutex_unlock(&img->l2c_lock);
 }
 
@@ -598,6 +600,7 @@ undo:
 	qcow2_mutex_lock(&img->l2c_lock);
 	img->rt = old_rt;
 	img->rt_entries = old_entries;
+	img->rt_hi = min_t(u32, img->rt_hi, old_entries);
 	qcow2_mutex_unlock(&img->l2c_lock);
 	img->rt_moving = false;
 	qcow2_free(new_rt);
@@ -739,6 +742,10 @@ int qcow2_refcount_open(struct qcow2_image *img, u64 rc_bytes,
 		}
 	}
 	img->rt_entries = rt_bytes / sizeof(u64);
+	/* The overlap check scans only up to the last block in use. */
+	for (img->rt_hi = img->rt_entries; img->rt_hi; img->rt_hi--)
+		if (img->rt[img->rt_hi - 1])
+			break;
 	if (!rc_bytes)
 		rc_bytes = QCOW2_RC_DEFAULT_BYTES;
 	nr = min_t(u64, rc_bytes, QCOW2_RC_MAX_BYTES) / slice;

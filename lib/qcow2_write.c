@@ -48,7 +48,8 @@
  * Cache pressure: before a change that may dirty one more L2 slice, the
  * writer runs the ordered write-back if that would leave less than half the
  * slices clean (w_dirty_room()), so a reader, at any moment, finds a clean
- * slice to evict and never needs to write anything.
+ * slice to evict and never needs to write anything. A cache that maps the
+ * whole disk (the default up to 8 MiB of L2) needs no such room.
  */
 #include "qcow2.h"
 
@@ -235,7 +236,16 @@ static u8 *w_dirty(struct qcow2_image *img, u64 slice_off)
  */
 static int w_dirty_room(struct qcow2_image *img)
 {
-	if ((READ_ONCE(img->l2c.nr_dirty) + 1) * 2 > img->l2c.nr_slots)
+	u32 slots = img->l2c.nr_slots;
+
+	/*
+	 * A cache that holds every L2 slice of the disk needs no room kept:
+	 * dirty slices are the disk's own, so a reader's missing slice
+	 * always finds a slot that is not dirty.
+	 */
+	if ((u64)slots * img->l2c.slot_bytes >= qcow2_l2c_cover_bytes(img))
+		return 0;
+	if ((READ_ONCE(img->l2c.nr_dirty) + 1) * 2 > slots)
 		return qcow2_meta_flush(img);
 	return 0;
 }
@@ -344,8 +354,7 @@ static int check_data(struct qcow2_image *img, u64 host, u64 len)
 /* After a step: keep half the L2 cache clean, bound pending frees. */
 static int w_pressure(struct qcow2_image *img)
 {
-	if (READ_ONCE(img->l2c.nr_dirty) * 2 > img->l2c.nr_slots ||
-	    img->rc.nr_dirty * 2 > img->rc.nr_slots)
+	if (img->rc.nr_dirty * 2 > img->rc.nr_slots)
 		return qcow2_meta_flush(img);
 	return 0;
 }
