@@ -27,7 +27,7 @@
 #
 # Environment:
 #   QB_GUEST_LOCK  lock file held around each boot (flock), default
-#                  /tmp/qb-guest.lock; empty: take no lock (the caller
+#                  /tmp/qcow2blk-guest.lock; empty: take no lock (the caller
 #                  holds it)
 #   QB_NO_BUILD=1  use build/KVER/qcow2blk.ko and qcow2ctl as they are
 #   QB_WORKDIR     where the scratch directory goes, default /var/tmp
@@ -60,7 +60,7 @@ if [ -z "$kver" ]; then
 			echo "${k##*/}"
 	done | sort -V | tail -n 1)
 fi
-lock=${QB_GUEST_LOCK-/tmp/qb-guest.lock}
+lock=${QB_GUEST_LOCK-/tmp/qcow2blk-guest.lock}
 blacklist=ahci,libahci,sr_mod,cdrom,sg,iTCO_wdt,iTCO_vendor_support,i6300esb
 blacklist+=,kvm,kvm_amd,kvm_intel,ccp,intel_pmc_bxt,powernow_k8,lpc_ich
 blacklist+=,i2c_i801,pcspkr,joydev,serio_raw
