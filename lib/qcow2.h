@@ -472,6 +472,7 @@ struct qcow2_image {
 	/* Allocations writing data; changed under wlock and l2c_lock. */
 	struct qcow2_inflight *inflight;
 	u32 inflight_seq;		/* allocations finished */
+	u64 cow_inflight_bytes;		/* their copy-on-write buffers */
 	struct qcow2_waitq inflight_wq;	/* writers waiting for one */
 	u8 *cow_head, *cow_tail;	/* cluster_size each, for COW */
 	u8 *zero_buf;			/* QCOW2_ZERO_BUF_BYTES of zeroes */
@@ -831,6 +832,8 @@ u32 qcow2_l2c_slices_for(const struct qcow2_image *img, u64 bytes);
 /* Write path internals (qcow2_refcount.c, qcow2_meta.c), writer context. */
 #define QCOW2_MAX_ALLOC_RUN		4096U	/* clusters per allocation */
 #define QCOW2_MAX_PENDING_FREES		1024U
+/* Copy-on-write buffers of allocations in flight, per image, bytes. */
+#define QCOW2_MAX_COW_INFLIGHT		(32U << 20)
 /* Tables longer than this are not scanned by the overlap check. */
 #define QCOW2_OVERLAP_SCAN_MAX		65536U
 

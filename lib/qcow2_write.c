@@ -438,19 +438,24 @@ static void w_inflight_del(struct qcow2_image *img, struct qcow2_inflight *rec)
  * [tail_off, +tl), then one write at @host of head, guest bytes
  * [off, +wlen) and tail. Runs with wlock dropped, the clusters recorded as
  * in flight, on buffers of its own; without buffers, with wlock held on
- * the image's. Writer context on entry and return.
+ * the image's (also when the copies in flight already hold
+ * QCOW2_MAX_COW_INFLIGHT bytes, so memory stays bounded whatever the queue
+ * depth and cluster size). Writer context on entry and return.
  */
 static int w_data(struct qcow2_image *img, u64 cl, u32 n, u64 host,
 		  u64 head_off, u32 hl, u64 off, u64 wlen, u64 tail_off,
 		  u32 tl, const struct qcow2_wsrc *src)
 {
 	struct qcow2_inflight rec = { .cl = cl, .end = cl + n };
-	u8 *head = hl ? qcow2_alloc(hl) : NULL;
-	u8 *tail = tl ? qcow2_alloc(tl) : NULL;
-	bool alone = (!hl || head) && (!tl || tail);
+	/* Bounded: past QCOW2_MAX_COW_INFLIGHT, copies wait their turn. */
+	bool room = img->cow_inflight_bytes + hl + tl <= QCOW2_MAX_COW_INFLIGHT;
+	u8 *head = room && hl ? qcow2_alloc(hl) : NULL;
+	u8 *tail = room && tl ? qcow2_alloc(tl) : NULL;
+	bool alone = room && (!hl || head) && (!tl || tail);
 	int ret = 0;
 
 	if (alone) {
+		img->cow_inflight_bytes += hl + tl;
 		w_inflight_add(img, &rec);
 		qcow2_mutex_unlock(&img->wlock);
 	} else {
@@ -467,6 +472,7 @@ static int w_data(struct qcow2_image *img, u64 cl, u32 n, u64 host,
 		ret = src->write(src->arg, host, head, hl, off, wlen, tail, tl);
 	if (alone) {
 		qcow2_mutex_lock(&img->wlock);
+		img->cow_inflight_bytes -= hl + tl;
 		w_inflight_del(img, &rec);
 		qcow2_free(head);
 		qcow2_free(tail);
