@@ -444,6 +444,15 @@ declare -A wwl=(
 wwl_order="randwrite-4k-qd16 randwrite-4k-qd16-nj2 randread-4k-qd16-alone"
 wwl_order+=" randread-4k-qd16-fsyncw randrw-4k-qd16 seqwrite-1m-qd4"
 wwl_order+=" randwrite-4k-qd1-fsync alloc-seqwrite-4k-qd16 cow-randwrite-64k-qd16"
+if [ -n "${QP_WORKLOADS:-}" ]; then
+	for w in $QP_WORKLOADS; do
+		[ -n "${wwl[$w]:-}" ] || {
+			echo "QP_WORKLOADS: unknown workload '$w'"
+			exit 1
+		}
+	done
+	wwl_order=$QP_WORKLOADS
+fi
 # The second job of randread-4k-qd16-fsyncw, in the same fio group (no
 # stonewall), so it runs beside the reader: a writer that fsyncs every
 # write. The reader's numbers are the ones reported.
@@ -696,6 +705,7 @@ write_phase() {
 	local s r
 
 	setting write_stores "$QP_STORES"
+	setting write_workloads "${QP_WORKLOADS:-all}"
 	for s in $QP_STORES; do
 		echo "== $(date +%T) store $s: setting up"
 		if ! store_up "$s"; then

@@ -26,6 +26,8 @@
 #   QP_WRUNTIME=4      write phase: seconds of I/O per job...
 #   QP_WRAMP=1         ...after this many seconds of ramp (not counted)
 #   QP_WWARMUP=1       write phase: seconds of I/O per warm-up job
+#   QP_WORKLOADS="..." write phase: only these workloads (default all;
+#                      the names as in summary.csv)
 #   QP_WSIZE_MIB=256   virtual size of the write images
 #   QP_NULLB_GB=4      null_blk size (it takes memory only as written)
 #   QP_NULLB_NSEC=50000  null_blk completion time
@@ -62,6 +64,7 @@ wrounds=${QP_WROUNDS:-2}
 wruntime=${QP_WRUNTIME:-4}
 wramp=${QP_WRAMP:-1}
 wwarmup=${QP_WWARMUP:-1}
+workloads=${QP_WORKLOADS:-}
 nullb_gb=${QP_NULLB_GB:-4}
 nullb_nsec=${QP_NULLB_NSEC:-50000}
 export QP_SIZE_MIB=${QP_SIZE_MIB:-512}
@@ -218,6 +221,7 @@ QP_WROUNDS=$wrounds
 QP_WRUNTIME=$wruntime
 QP_WRAMP=$wramp
 QP_WWARMUP=$wwarmup
+QP_WORKLOADS="$workloads"
 QP_WSIZE_MIB=$w
 QP_NULLB_GB=$nullb_gb
 QP_NULLB_NSEC=$nullb_nsec
