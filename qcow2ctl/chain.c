@@ -29,6 +29,7 @@
 
 #include "qcow2blk.h"
 #include "chain.h"
+#include "lock.h"
 #include "precheck.h"
 #include "util.h"
 
@@ -60,17 +61,6 @@ static const struct qctl_magic qctl_magics[] = {
 #ifndef ARRAY_SIZE
 #define ARRAY_SIZE(arr)	(sizeof(arr) / sizeof((arr)[0]))
 #endif
-static void qctl_set_msg(char *msg, size_t msg_bytes, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!msg_bytes)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, msg_bytes, fmt, ap);
-	va_end(ap);
-}
-
 bool qctl_path_has_protocol(const char *name)
 {
 	return name[strcspn(name, ":/")] == ':';
@@ -173,6 +163,38 @@ static const char *qctl_open_strerror(int ret)
 	       strerror(-ret);
 }
 
+/*
+ * Lock an open file of the chain as QEMU would for @writer or a reader;
+ * a file system without locks is noted in @c->unlocked, not refused.
+ */
+static int qctl_chain_lock(struct qctl_chain *c, int fd, bool writer,
+			   const struct qctl_chain_opts *opts,
+			   const char *label, char *msg, size_t msg_bytes)
+{
+	enum qctl_lock_use use;
+	int ret;
+
+	use = writer ? QCTL_LOCK_WRITER :
+	      opts->force_share ? QCTL_LOCK_SHARED_READER : QCTL_LOCK_READER;
+	ret = qctl_lock_file(fd, use, label, msg, msg_bytes);
+	if (ret == -EBUSY && !opts->writable && !opts->force_share) {
+		size_t n = strnlen(msg, msg_bytes);
+
+		qctl_set_msg(msg + n, msg_bytes - n,
+			     " (--force-share attaches it all the same)");
+	}
+	if (ret != -EOPNOTSUPP && ret != -ENOLCK)
+		return ret;
+	if (msg_bytes)
+		msg[0] = '\0';
+	if (!c->unlocked) {
+		c->unlocked = strdup(label);
+		if (!c->unlocked)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 static int qctl_chain_add(struct qctl_chain *c, char *path)
 {
 	struct qctl_layer *layers;
@@ -256,6 +278,7 @@ static int qctl_layer_format(struct qctl_chain *c, unsigned int i,
 /* Find, open and check the backing file of layer @i as layer @i + 1. */
 static int qctl_chain_backing(struct qctl_chain *c, unsigned int i,
 			      const struct qctl_image_info *info,
+			      const struct qctl_chain_opts *opts,
 			      unsigned int max_layers, char *msg,
 			      size_t msg_bytes)
 {
@@ -304,6 +327,9 @@ static int qctl_chain_backing(struct qctl_chain *c, unsigned int i,
 			return -ELOOP;
 		}
 	}
+	ret = qctl_chain_lock(c, l->fd, false, opts, label, msg, msg_bytes);
+	if (ret)
+		return ret;
 	return qctl_layer_format(c, i + 1, info, msg, msg_bytes);
 }
 
@@ -316,6 +342,7 @@ static int qctl_chain_data_file(struct qctl_chain *c, unsigned int i,
 	struct qctl_layer *l = &c->layers[i];
 	const char *given = i ? NULL : opts->data_file;
 	const char *label = qctl_chain_name(c, i);
+	char dlabel[QCTL_CHAIN_MSG_BYTES];
 	const char *name;
 	struct stat st;
 	int ret;
@@ -357,7 +384,10 @@ static int qctl_chain_data_file(struct qctl_chain *c, unsigned int i,
 		return ret;
 	}
 	l->data_fd = ret;
-	return 0;
+	snprintf(dlabel, sizeof(dlabel), "%s: data file %s", label,
+		 l->data_path);
+	return qctl_chain_lock(c, l->data_fd, !i && opts->writable, opts,
+			       dlabel, msg, msg_bytes);
 }
 
 /* Open the top image as layer 0. */
@@ -392,7 +422,8 @@ static int qctl_chain_top(struct qctl_chain *c,
 	l->fd = ret;
 	l->dev = st.st_dev;
 	l->ino = st.st_ino;
-	return 0;
+	return qctl_chain_lock(c, l->fd, opts->writable, opts, c->image, msg,
+			       msg_bytes);
 }
 
 int qctl_chain_open(struct qctl_chain *c, const char *image,
@@ -447,7 +478,7 @@ int qctl_chain_open(struct qctl_chain *c, const char *image,
 		ret = qctl_chain_data_file(c, i, info, opts, msg, msg_bytes);
 		if (ret || !info->has_backing)
 			break;
-		ret = qctl_chain_backing(c, i, info, max_layers, msg,
+		ret = qctl_chain_backing(c, i, info, opts, max_layers, msg,
 					 msg_bytes);
 	}
 	free(info);
@@ -469,6 +500,8 @@ void qctl_chain_close(struct qctl_chain *c)
 		free(c->layers[i].data_path);
 	}
 	free(c->layers);
+	free(c->unlocked);
+	c->unlocked = NULL;
 	c->layers = NULL;
 	c->nr = 0;
 	c->cap = 0;

@@ -31,6 +31,7 @@ struct qctl_chain {
 	struct qctl_layer *layers;	/* [0] top, malloc()ed */
 	unsigned int nr;		/* layers in use */
 	unsigned int cap;		/* layers allocated */
+	char *unlocked;			/* first file without locks, or NULL */
 };
 
 struct qctl_chain_opts {
@@ -38,6 +39,7 @@ struct qctl_chain_opts {
 	const char *data_file;	/* top's data file, overrides its header */
 	const char *snapshot;	/* the top's snapshot must exist */
 	bool no_check;		/* only decode headers; the kernel judges */
+	bool force_share;	/* read-only: refuse no other user (qemu -U) */
 	unsigned int max_layers; /* 0: QCOW2BLK_MAX_LAYERS */
 };
 
@@ -59,8 +61,15 @@ struct qctl_chain_opts {
  * relative to the current directory. Backing layers and their data files
  * are opened read-only.
  *
+ * Every file is locked as soon as it is open, as QEMU locks it for the
+ * same use (lock.h), so a conflict with a VM or a QEMU tool is found
+ * before anything is read or written; the locks stay with the open files
+ * and so with the kernel after the attach. A file system without OFD
+ * locks is not an error: @c->unlocked names the first such file.
+ *
  * Context: process; opens files and reads their headers.
- * Return: 0; -ENOENT, -EACCES, -EISDIR ... (a file could not be opened),
+ * Return: 0; -EBUSY (a file is locked by another user); -ENOENT,
+ * -EACCES, -EISDIR ... (a file could not be opened),
  * -ELOOP (a layer repeats), -E2BIG (too many layers), -EOPNOTSUPP
  * (protocol, format or feature not supported), -EINVAL, -EUCLEAN (the
  * engine refused a header), -ENOMEM.

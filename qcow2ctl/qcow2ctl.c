@@ -46,6 +46,7 @@ enum {
 	OPT_DRY_RUN,
 	OPT_RC_CACHE,
 	OPT_SECTOR_SIZE,
+	OPT_FORCE_SHARE,
 };
 
 /* ---- list columns ------------------------------------------------------ */
@@ -150,6 +151,9 @@ static void qctl_usage(FILE *out)
 	      "Attach options:\n"
 	      " -r, --read-only         attach read-only (default: read-write;\n"
 	      "                           backing files are never written)\n"
+	      " -U, --force-share       read-only: attach even while a VM or a QEMU\n"
+	      "                           tool writes the image (reads may then\n"
+	      "                           be inconsistent)\n"
 	      "     --snapshot <id>     attach an internal snapshot (ID or name;\n"
 	      "                           needs --read-only)\n"
 	      "     --data-file <path>  external data file of the image\n"
@@ -359,6 +363,7 @@ static int qctl_cmd_attach(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "read-only",	no_argument,		NULL, 'r' },
+		{ "force-share", no_argument,		NULL, 'U' },
 		{ "snapshot",	required_argument,	NULL, OPT_SNAPSHOT },
 		{ "data-file",	required_argument,	NULL, OPT_DATA_FILE },
 		{ "l2-cache",	required_argument,	NULL, OPT_L2_CACHE },
@@ -384,10 +389,13 @@ static int qctl_cmd_attach(int argc, char **argv)
 	bool show = false, dry_run = false;
 	int c, ret;
 
-	while ((c = getopt_long(argc, argv, ":rh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":rUh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			req.flags |= QCOW2BLK_F_READ_ONLY;
+			break;
+		case 'U':
+			copts.force_share = true;
 			break;
 		case OPT_SNAPSHOT:
 			if (!*optarg ||
@@ -471,6 +479,10 @@ static int qctl_cmd_attach(int argc, char **argv)
 		warnx("attach: --snapshot needs --read-only");
 		return qctl_try_help();
 	}
+	if (copts.force_share && !(req.flags & QCOW2BLK_F_READ_ONLY)) {
+		warnx("attach: --force-share needs --read-only");
+		return qctl_try_help();
+	}
 	if (req.has_rc_cache && (req.flags & QCOW2BLK_F_READ_ONLY)) {
 		warnx("attach: --refcount-cache needs a read-write attach");
 		return qctl_try_help();
@@ -490,6 +502,9 @@ static int qctl_cmd_attach(int argc, char **argv)
 		goto out_chain;
 	}
 	qctl_warn_probed(&chain);
+	if (chain.unlocked)
+		warnx("%s: the file system has no file locks: nothing stops a VM or a QEMU tool from using the image meanwhile",
+		      chain.unlocked);
 	if (dry_run) {
 		ret = qctl_print_chain(&chain);
 		goto out_chain;

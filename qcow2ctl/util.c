@@ -6,6 +6,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -122,4 +124,15 @@ int qctl_pread_full(int fd, void *buf, size_t len, __u64 off)
 	}
 	memset((char *)buf + done, 0, len - done);
 	return 0;
+}
+
+void qctl_set_msg(char *msg, size_t msg_bytes, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!msg_bytes)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, msg_bytes, fmt, ap);
+	va_end(ap);
 }

@@ -51,4 +51,13 @@ int qctl_parse_dev(const char *arg, __u32 *index);
  */
 int qctl_pread_full(int fd, void *buf, size_t len, __u64 off);
 
+/**
+ * qctl_set_msg() - format a message into a caller's buffer
+ * @msg: the buffer; left alone when @msg_bytes is 0
+ * @msg_bytes: its size
+ * @fmt: printf format
+ */
+void qctl_set_msg(char *msg, size_t msg_bytes, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif /* QCOW2CTL_UTIL_H */

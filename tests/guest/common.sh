@@ -165,6 +165,33 @@ need_write() {
 	t_done
 }
 
+# attach_refused DESCRIPTION PATTERN FILE... -- ATTACH-ARGS...: a sub-check
+# passing when "qcow2ctl attach ATTACH-ARGS" fails with a message matching
+# the extended regular expression PATTERN (any message when empty) and
+# leaves every FILE byte-identical (sha256)
+attach_refused() {
+	local what=$1 re=$2 files=() out s0
+
+	shift 2
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do
+		files+=("$1")
+		shift
+	done
+	shift
+	s0=$(sha256sum "${files[@]}" 2>&1)
+	if out=$(qcow2ctl attach --show "$@" 2>&1); then
+		t_fail "$what: attached ($out)"
+		settle
+		qcow2ctl detach "$out"
+	elif [ "$s0" != "$(sha256sum "${files[@]}" 2>&1)" ]; then
+		t_fail "$what: refused ($out), but a file changed"
+	elif [ -n "$re" ] && ! grep -qE -- "$re" <<<"$out"; then
+		t_fail "$what: refused, but not as expected: $out"
+	else
+		t_pass "$what: $(tail -1 <<<"$out")"
+	fi
+}
+
 # qio_script DEV SCRIPT: run the qemu-io commands of SCRIPT (one a line) on
 # block device DEV with direct I/O, so each command is one request as
 # written; fails if any command failed, printing qemu-io's complaint.

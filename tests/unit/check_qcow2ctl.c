@@ -3,7 +3,7 @@
  * Check tests of qcow2ctl's column table (pretty, raw and JSON output), of
  * its argument parsing (sizes, device names) and of the pure parts of the
  * chain resolver (QEMU's path rules, format probing, files that are no
- * images). Built and run by "make -C qcow2ctl check".
+ * images, QEMU's image locks between two open files). Built and run by "make -C qcow2ctl check".
  */
 #include <check.h>
 #include <errno.h>
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "chain.h"
+#include "lock.h"
 #include "table.h"
 #include "util.h"
 
@@ -431,6 +432,113 @@ START_TEST(test_chain_writable_top_only)
 	rmdir(dir);
 }
 
+/* 1 if an open file other than @fd holds a lock on byte @off. */
+static int other_lock_at(int fd, off_t off)
+{
+	struct flock fl = {
+		.l_type = F_WRLCK,
+		.l_whence = SEEK_SET,
+		.l_start = off,
+		.l_len = 1,
+	};
+
+	ck_assert_int_eq(fcntl(fd, F_OFD_GETLK, &fl), 0);
+	return fl.l_type != F_UNLCK;
+}
+
+/*
+ * The bytes each use locks are the ones QEMU 7.2's file-posix locks for
+ * the same use (read off /proc/locks beside qemu-storage-daemon): a
+ * read-write qcow2 100, 101, 103, 201, 203; a read-only one or a backing
+ * file 100, 201, 203; force-share 100 alone.
+ */
+START_TEST(test_lock_bytes)
+{
+	static const struct {
+		enum qctl_lock_use use;
+		const char *bytes;
+	} t[] = {
+		{ QCTL_LOCK_WRITER, "100 101 103 201 203" },
+		{ QCTL_LOCK_READER, "100 201 203" },
+		{ QCTL_LOCK_SHARED_READER, "100" },
+	};
+	char path[] = "/tmp/check_qcow2ctl_lock.XXXXXX";
+	char msg[256], got[64];
+	int fd, probe, off, i;
+	size_t n;
+
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	for (i = 0; i < (int)ARRAY_SIZE(t); i++) {
+		int f = open(path, O_RDWR);
+
+		ck_assert_int_ge(f, 0);
+		probe = open(path, O_RDONLY);
+		ck_assert_int_ge(probe, 0);
+		ck_assert_int_eq(qctl_lock_file(f, t[i].use, "img", msg,
+						sizeof(msg)), 0);
+		got[0] = '\0';
+		n = 0;
+		for (off = 100; off < 300; off++)
+			if (other_lock_at(probe, off))
+				n += snprintf(got + n, sizeof(got) - n, "%s%d",
+					      n ? " " : "", off);
+		ck_assert_str_eq(got, t[i].bytes);
+		close(f);
+		/* Closing the open file drops its locks. */
+		ck_assert_int_eq(other_lock_at(probe, 100), 0);
+		close(probe);
+	}
+	close(fd);
+	unlink(path);
+}
+END_TEST
+
+/* Which uses may hold one file at once, as QEMU decides it. */
+START_TEST(test_lock_conflicts)
+{
+	static const struct {
+		enum qctl_lock_use first, second;
+		int ret;
+	} t[] = {
+		{ QCTL_LOCK_WRITER, QCTL_LOCK_WRITER, -EBUSY },
+		{ QCTL_LOCK_WRITER, QCTL_LOCK_READER, -EBUSY },
+		{ QCTL_LOCK_READER, QCTL_LOCK_WRITER, -EBUSY },
+		{ QCTL_LOCK_READER, QCTL_LOCK_READER, 0 },
+		{ QCTL_LOCK_WRITER, QCTL_LOCK_SHARED_READER, 0 },
+		{ QCTL_LOCK_SHARED_READER, QCTL_LOCK_WRITER, 0 },
+		{ QCTL_LOCK_SHARED_READER, QCTL_LOCK_READER, 0 },
+	};
+	char path[] = "/tmp/check_qcow2ctl_lock.XXXXXX";
+	char msg[256];
+	int fd, a, b, i;
+
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	for (i = 0; i < (int)ARRAY_SIZE(t); i++) {
+		a = open(path, O_RDWR);
+		b = open(path, O_RDWR);
+		ck_assert_int_ge(a, 0);
+		ck_assert_int_ge(b, 0);
+		ck_assert_int_eq(qctl_lock_file(a, t[i].first, "a", msg,
+						sizeof(msg)), 0);
+		msg[0] = '\0';
+		ck_assert_int_eq(qctl_lock_file(b, t[i].second, "b", msg,
+						sizeof(msg)), t[i].ret);
+		if (t[i].ret) {
+			ck_assert_ptr_nonnull(strstr(msg, "b: image is locked by another process"));
+			/* The refused file keeps no lock of its own. */
+			ck_assert_int_eq(other_lock_at(a, 101) +
+					 other_lock_at(a, 201), 0);
+		}
+		close(a);
+		close(b);
+	}
+	close(fd);
+	unlink(path);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("qcow2ctl");
@@ -458,6 +566,10 @@ int main(void)
 	tcase_add_test(tc, test_format_probe);
 	tcase_add_test(tc, test_chain_not_a_file);
 	tcase_add_test(tc, test_chain_writable_top_only);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("lock");
+	tcase_add_test(tc, test_lock_bytes);
+	tcase_add_test(tc, test_lock_conflicts);
 	suite_add_tcase(s, tc);
 
 	sr = srunner_create(s);
