@@ -398,6 +398,11 @@ struct qcow2_open_opts {
 	u64 map_cache_bytes;		/* chains: 0 is QCOW2_MC_DEFAULT_BYTES */
 	const char *snapshot;		/* ID or name; NULL: active layer */
 	/*
+	 * Writable: the image file cannot grow past this many bytes (it is a
+	 * block device); allocations beyond fail with -ENOSPC. 0: no limit.
+	 */
+	u64 max_file_size;
+	/*
 	 * Writable images with an external data file: its writer (flush and
 	 * punch are used; data itself is written by the caller). NULL: the
 	 * data lives in the image file.
@@ -454,6 +459,14 @@ struct qcow2_image {
 	 */
 	bool writable;
 	int wfail;			/* 0, or why writing stopped (-errno) */
+	/*
+	 * The header update a writer owes the image (autoclear bits cleared)
+	 * is not written yet: it is made by the first change, so an attach
+	 * that is refused or never writes leaves the file as it was. Cleared
+	 * under both locks; qcow2_write_map_inplace() reads it under l2c_lock.
+	 */
+	bool hdr_pending;
+	u64 max_file_size;		/* 0, or where the file cannot grow */
 	bool has_backing;		/* unallocated clusters expose a layer */
 	bool has_data_file;
 	struct qcow2_io data_io;	/* data file; == io without one */
@@ -868,6 +881,7 @@ int qcow2_rc_writeback(struct qcow2_image *img);
 int qcow2_rt_writeback(struct qcow2_image *img);
 int qcow2_meta_flush(struct qcow2_image *img);
 int qcow2_header_write(struct qcow2_image *img);
+int qcow2_write_enter(struct qcow2_image *img);
 int qcow2_io_flush(const struct qcow2_io *io);
 int qcow2_overlap_check(struct qcow2_image *img, u32 kind, u64 off, u64 len);
 bool qcow2_overlap_hit(struct qcow2_image *img, u32 kind, u64 off, u64 len);

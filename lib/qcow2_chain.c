@@ -328,6 +328,7 @@ static int chain_open_layer(struct qcow2_chain *c, u32 i,
 		.snapshot = i ? NULL : opts->snapshot,
 		.rc_cache_bytes = i ? 0 : opts->rc_cache_bytes,
 		.data_io = i ? NULL : opts->data_io,
+		.max_file_size = i ? 0 : opts->max_file_size,
 	};
 	int ret;
 

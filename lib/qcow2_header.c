@@ -575,8 +575,11 @@ int qcow2_header_check_supported(const struct qcow2_header *h, u64 open_flags,
 		qcow2_err_set(err, "image is encrypted (AES); encrypted images are not supported");
 		return -EOPNOTSUPP;
 	}
-	if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
-		qcow2_err_set(err, "image is marked corrupt; run qemu-img check -r all");
+	/* As QEMU: a corrupt image may be read, never written. */
+	if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) &&
+	    (open_flags & QCOW2_OPEN_WRITABLE)) {
+		qcow2_err_set(err,
+			      "image is marked corrupt and cannot be written; attach it read-only, or run qemu-img check -r all");
 		return -EOPNOTSUPP;
 	}
 	if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&

@@ -427,14 +427,44 @@ static int meta_ranges_load(struct qcow2_image *img, struct qcow2_err *err)
 }
 
 /**
+ * qcow2_write_enter() - the header changes owed before the first write
+ * @img: writable image, wlock held
+ *
+ * Clears the autoclear bits, durably, before anything else of the image
+ * changes; a no-op once done. On failure nothing else may be written.
+ *
+ * Return: 0 or the -errno of the header write.
+ */
+int qcow2_write_enter(struct qcow2_image *img)
+{
+	u64 old = img->h.autoclear_features;
+	int ret;
+
+	qcow2_mutex_assert_held(&img->wlock);
+	if (!img->hdr_pending)
+		return 0;
+	img->h.autoclear_features = 0;
+	ret = qcow2_header_write(img);
+	if (ret) {
+		img->h.autoclear_features = old;
+		return ret;
+	}
+	qcow2_mutex_lock(&img->l2c_lock);
+	img->hdr_pending = false;
+	qcow2_mutex_unlock(&img->l2c_lock);
+	return 0;
+}
+
+/**
  * qcow2_write_open() - prepare an opened image for writing
  * @img: image with header, L1 and L2 cache loaded, flags WRITABLE
  * @opts: data_io and refcount cache size
  * @err: reason on failure
  *
- * Loads the refcount table and the snapshot ranges, and clears the
- * autoclear bits (the spec requires it of a writer that does not maintain
- * what they stand for); unknown compatible bits and header extensions stay
+ * Loads the refcount table and the snapshot ranges. Writes nothing: the
+ * autoclear bits (which the spec requires a writer that does not maintain
+ * what they stand for to clear) are cleared by the first change, see
+ * qcow2_write_enter(); unknown compatible bits and header extensions stay
  * as they are.
  */
 int qcow2_write_open(struct qcow2_image *img,
@@ -458,6 +488,7 @@ int qcow2_write_open(struct qcow2_image *img,
 		img->data_io = img->io;
 	}
 	img->has_backing = h->backing_file.len != 0;
+	img->max_file_size = opts->max_file_size;
 	img->hdr_buf = qcow2_alloc_io(QCOW2_HDR_SECTOR);
 	img->zero_buf = qcow2_alloc_io(QCOW2_ZERO_BUF_BYTES);
 	img->cow_head = qcow2_alloc(h->cluster_size);
@@ -485,18 +516,8 @@ int qcow2_write_open(struct qcow2_image *img,
 	qcow2_waitq_init(&img->inflight_wq);
 	img->writable = true;
 
-	if (h->version >= 3 && h->autoclear_features) {
-		h->autoclear_features = 0;
-		ret = qcow2_header_write(img);
-		if (ret) {
-			qcow2_err_set(err, "cannot clear the autoclear bits: error %d",
-				      ret);
-			qcow2_waitq_destroy(&img->inflight_wq);
-			qcow2_mutex_destroy(&img->wlock);
-			img->writable = false;
-			goto fail;
-		}
-	}
+	/* Cleared by the first change (qcow2_write_enter()), not here. */
+	img->hdr_pending = h->version >= 3 && h->autoclear_features;
 	return 0;
 
 fail:

@@ -409,6 +409,9 @@ int qcow2_alloc_clusters(struct qcow2_image *img, u32 n, u64 *off, u32 *got)
 
 	if (!n || n > QCOW2_MAX_ALLOC_RUN)
 		return -EINVAL;
+	/* An image on a block device ends where the device does. */
+	if (img->max_file_size)
+		max_cl = min_t(u64, max_cl, img->max_file_size >> cb);
 	/* Cluster 0 is the header: never free, never scanned. */
 	if (!cl)
 		cl = 1;

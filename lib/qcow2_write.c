@@ -818,6 +818,9 @@ int qcow2_write_map_inplace(struct qcow2_image *img, u64 guest_off, u64 len,
 
 	qcow2_mutex_lock(&img->l2c_lock);
 	ret = -EAGAIN;
+	/* The first write of all clears the autoclear bits first. */
+	if (img->hdr_pending)
+		goto out;
 	entry = be64_to_cpu(img->l1[l1_idx]);
 	if (!(entry & QCOW2_OFLAG_COPIED) ||
 	    qcow2_l1_entry_decode(h, entry, &l2_off) || !l2_off)
@@ -882,7 +885,9 @@ int qcow2_write(struct qcow2_image *img, u64 guest_off, u64 len,
 	if (ret)
 		return ret;
 	qcow2_mutex_lock(&img->wlock);
-	ret = write_locked(img, guest_off, len, src);
+	ret = qcow2_write_enter(img);
+	if (!ret)
+		ret = write_locked(img, guest_off, len, src);
 	qcow2_mutex_unlock(&img->wlock);
 	return ret;
 }
@@ -1063,6 +1068,9 @@ int qcow2_write_zeroes(struct qcow2_image *img, u64 guest_off, u64 len,
 	if (flags & ~QCOW2_ZERO_MAY_UNMAP)
 		return -EINVAL;
 	qcow2_mutex_lock(&img->wlock);
+	ret = qcow2_write_enter(img);
+	if (ret)
+		goto out;
 	if (h->version < 3) {
 		ret = write_locked(img, guest_off, len, src);
 		goto out;
@@ -1127,7 +1135,7 @@ int qcow2_discard(struct qcow2_image *img, u64 guest_off, u64 len)
 		return 0;
 
 	qcow2_mutex_lock(&img->wlock);
-	ret = 0;
+	ret = qcow2_write_enter(img);
 	while (start < end && !ret) {
 		u64 done = 0;
 

@@ -118,8 +118,9 @@ expect pre-magic 1 '^qcow2ctl: magic.qcow2: not a qcow2 image' \
 	-- attach -r magic.qcow2
 expect pre-cluster-bits 1 '^qcow2ctl: cbits.qcow2: cluster_bits' \
 	-- attach -r cbits.qcow2
-expect pre-corrupt 1 '^qcow2ctl: corrupt.qcow2: .*corrupt' \
-	-- attach -r corrupt.qcow2
+expect pre-corrupt-rw 1 '^qcow2ctl: corrupt.qcow2: .*corrupt and cannot be written' \
+	-- attach corrupt.qcow2
+expect pre-corrupt-ro 0 '' -- attach -r --dry-run corrupt.qcow2
 expect pre-unknown 1 '^qcow2ctl: unknown.qcow2: .*incompatible feature' \
 	-- attach -r unknown.qcow2
 expect pre-dirty-rw 1 '^qcow2ctl: dirty.qcow2: .*dirty' -- attach dirty.qcow2

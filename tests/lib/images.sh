@@ -324,9 +324,12 @@ for try in 1 2 3 4 5; do
 done
 refuse luks "encrypted (LUKS)"
 
+# Marked corrupt (incompatible bit 1): readable, as qemu-io -r reads it;
+# never written (tests/guest/test_ctl_04.sh).
 create corrupt 16M compat=1.1
+scribble corrupt $((16 * MiB))
+ok corrupt
 patch corrupt.qcow2 79 02
-refuse corrupt "marked corrupt"
 
 create unknown-bit 16M compat=1.1
 patch unknown-bit.qcow2 78 02

@@ -607,9 +607,11 @@ START_TEST(supported_flags)
 	v3_64k();
 	put_be64(t.data + H_INCOMPAT, QCOW2_INCOMPAT_CORRUPT);
 	ck_assert_int_eq(decode(), 0);
-	ck_assert_int_eq(qcow2_header_check_supported(&h, 0, &err),
-			 -EOPNOTSUPP);
-	ck_assert_str_eq(err.msg, "image is marked corrupt; run qemu-img check -r all");
+	/* Read-only is allowed, as qemu-io -r allows it. */
+	ck_assert_int_eq(qcow2_header_check_supported(&h, 0, &err), 0);
+	ck_assert_int_eq(qcow2_header_check_supported(&h, QCOW2_OPEN_WRITABLE,
+						      &err), -EOPNOTSUPP);
+	ck_assert_str_eq(err.msg, "image is marked corrupt and cannot be written; attach it read-only, or run qemu-img check -r all");
 
 	put_be64(t.data + H_INCOMPAT, QCOW2_INCOMPAT_DIRTY);
 	ck_assert_int_eq(decode(), 0);
