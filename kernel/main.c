@@ -258,13 +258,30 @@ static int qcow2blk_pick_sector_size(struct qcow2blk_dev *dev, u32 want,
 	return 0;
 }
 
+/*
+ * What a file of the chain is, for identity: the inode of its contents. A
+ * block device opened through two device nodes is one bdev inode.
+ */
+static struct inode *qcow2blk_file_id(struct file *file)
+{
+	return file->f_mapping->host;
+}
+
+/* Bytes of a regular file or a block device. */
+static u64 qcow2blk_file_size(struct file *file)
+{
+	return i_size_read(qcow2blk_file_id(file));
+}
+
 static int qcow2blk_check_file(struct file *file, u32 layer, bool data,
 			       struct qcow2_err *err)
 {
-	if (!S_ISREG(file_inode(file)->i_mode)) {
+	umode_t mode = file_inode(file)->i_mode;
+
+	if (!S_ISREG(mode) && !S_ISBLK(mode)) {
 		snprintf(err->msg, sizeof(err->msg),
-			 "layer %u: %s is not a regular file", layer,
-			 data ? "data file" : "image");
+			 "layer %u: %s is not a regular file or block device",
+			 layer, data ? "data file" : "image");
 		return -EINVAL;
 	}
 	if (!(file->f_mode & FMODE_READ) || !file->f_op->read_iter) {
@@ -303,9 +320,9 @@ static bool qcow2blk_seen_above(const struct qcow2blk_attach *a, u32 layer,
 	u32 i;
 
 	for (i = 0; i < layer; i++) {
-		if (file_inode(a->layers[i].file) == inode ||
+		if (qcow2blk_file_id(a->layers[i].file) == inode ||
 		    (a->layers[i].data_file &&
-		     file_inode(a->layers[i].data_file) == inode))
+		     qcow2blk_file_id(a->layers[i].data_file) == inode))
 			return true;
 	}
 	return false;
@@ -318,9 +335,9 @@ static bool qcow2blk_dev_uses(struct qcow2blk_dev *dev, struct inode *inode,
 	u32 i, n = top_only ? 1 : dev->nr_layers;
 
 	for (i = 0; i < n; i++) {
-		if (file_inode(dev->layers[i].file) == inode ||
+		if (qcow2blk_file_id(dev->layers[i].file) == inode ||
 		    (dev->layers[i].data_file &&
-		     file_inode(dev->layers[i].data_file) == inode))
+		     qcow2blk_file_id(dev->layers[i].data_file) == inode))
 			return true;
 	}
 	return false;
@@ -348,7 +365,7 @@ static int qcow2blk_check_busy(const struct qcow2blk_attach *a,
 
 				if (!f)
 					continue;
-				inode = file_inode(f);
+				inode = qcow2blk_file_id(f);
 				if ((writable && !i &&
 				     qcow2blk_dev_uses(dev, inode, false)) ||
 				    (dev->writable &&
@@ -404,7 +421,7 @@ static int qcow2blk_check_attach(const struct qcow2blk_attach *a,
 	}
 	for (i = 0; i < a->nr_layers; i++) {
 		const struct qcow2blk_attach_layer *l = &a->layers[i];
-		struct inode *inode = file_inode(l->file);
+		struct inode *inode = qcow2blk_file_id(l->file);
 
 		if (l->format != QCOW2BLK_FMT_QCOW2 &&
 		    l->format != QCOW2BLK_FMT_RAW) {
@@ -419,8 +436,9 @@ static int qcow2blk_check_attach(const struct qcow2blk_attach *a,
 			return ret;
 		if (qcow2blk_seen_above(a, i, inode) ||
 		    (l->data_file &&
-		     (file_inode(l->data_file) == inode ||
-		      qcow2blk_seen_above(a, i, file_inode(l->data_file))))) {
+		     (qcow2blk_file_id(l->data_file) == inode ||
+		      qcow2blk_seen_above(a, i,
+					  qcow2blk_file_id(l->data_file))))) {
 			snprintf(err->msg, sizeof(err->msg),
 				 "layer %u: a file appears twice in the chain (a loop)",
 				 i);
@@ -475,7 +493,7 @@ static int qcow2blk_setup_layers(struct qcow2blk_dev *dev,
 				 QCOW2_LAYER_RAW : QCOW2_LAYER_QCOW2;
 		desc[i].io.pread = qcow2blk_meta_pread;
 		desc[i].io.priv = l;
-		desc[i].file_size = i_size_read(file_inode(l->file));
+		desc[i].file_size = qcow2blk_file_size(l->file);
 		desc[i].has_data_file = !!l->data_file;
 	}
 	if (dev->writable)
@@ -562,6 +580,9 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 		goto out_put_layers;
 	if (dev->layers[0].data_file && dev->writable)
 		opts.data_io = &data_io;
+	/* A block device does not grow: allocations stop at its end. */
+	if (S_ISBLK(file_inode(dev->layers[0].file)->i_mode))
+		opts.max_file_size = qcow2blk_file_size(dev->layers[0].file);
 	ret = qcow2_chain_open(&dev->chain, desc, a->nr_layers, &opts, err);
 	if (ret)
 		goto out_put_layers;

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * qcow2blk control: the "qcow2blk" generic netlink family (uapi/qcow2blk.h).
- * Every command needs CAP_NET_ADMIN in the caller's namespace owner
- * (GENL_ADMIN_PERM); attributes are strictly validated against one policy
- * and refusals carry a human-readable reason in the extended ack.
+ * Commands that change anything (attach, detach, set) need CAP_SYS_ADMIN,
+ * as nbd's do: they hand the kernel files to write and block devices to
+ * create. Reading (get, dump, features) is open to every user, as
+ * /sys/block is. Attributes are strictly validated against one policy and
+ * refusals carry a human-readable reason in the extended ack.
  *
  * The image is passed as a file descriptor of the caller; the kernel never
  * opens a path.
@@ -72,7 +74,13 @@ static int qcow2blk_nl_put_path(struct sk_buff *skb, int attr,
 	return ret;
 }
 
-/* CHAIN: every layer, top first. */
+/*
+ * CHAIN: every layer, top first. A nest's length is 16 bits, so once one
+ * holds QCOW2BLK_CHAIN_NEST_BYTES the layers go on in another CHAIN
+ * (uapi: the layers are those of every CHAIN, in order).
+ */
+#define QCOW2BLK_CHAIN_NEST_BYTES	(48 << 10)
+
 static int qcow2blk_nl_put_chain(struct sk_buff *skb, struct qcow2blk_dev *dev)
 {
 	struct nlattr *chain, *layer;
@@ -82,6 +90,14 @@ static int qcow2blk_nl_put_chain(struct sk_buff *skb, struct qcow2blk_dev *dev)
 	if (!chain)
 		return -EMSGSIZE;
 	for (i = 0; i < dev->nr_layers; i++) {
+		/* A layer is two paths at most: 8 KiB and a little. */
+		if (skb_tail_pointer(skb) - (unsigned char *)chain >
+		    QCOW2BLK_CHAIN_NEST_BYTES) {
+			nla_nest_end(skb, chain);
+			chain = nla_nest_start(skb, QCOW2BLK_ATTR_CHAIN);
+			if (!chain)
+				return -EMSGSIZE;
+		}
 		struct qcow2blk_layer *l = &dev->layers[i];
 		u32 fmt = dev->chain.layers[i].format == QCOW2_LAYER_RAW ?
 			  QCOW2BLK_FMT_RAW : QCOW2BLK_FMT_QCOW2;
@@ -379,6 +395,15 @@ static int qcow2blk_nl_parse_attach(struct genl_info *info,
 	return 0;
 }
 
+/* Changing anything needs CAP_SYS_ADMIN, of the socket's opener too. */
+static int qcow2blk_nl_admin(struct sk_buff *skb, struct genl_info *info)
+{
+	if (netlink_capable(skb, CAP_SYS_ADMIN))
+		return 0;
+	NL_SET_ERR_MSG(info->extack, "needs CAP_SYS_ADMIN");
+	return -EPERM;
+}
+
 static int qcow2blk_nl_attach(struct sk_buff *skb, struct genl_info *info)
 {
 	struct qcow2blk_attach a = { .index = -1 };
@@ -386,6 +411,9 @@ static int qcow2blk_nl_attach(struct sk_buff *skb, struct genl_info *info)
 	struct qcow2blk_dev *dev;
 	int ret;
 
+	ret = qcow2blk_nl_admin(skb, info);
+	if (ret)
+		return ret;
 	ret = qcow2blk_nl_parse_attach(info, &a);
 	if (ret)
 		goto out_put;
@@ -405,6 +433,9 @@ static int qcow2blk_nl_attach(struct sk_buff *skb, struct genl_info *info)
 		goto out_unlock;
 	}
 	ret = qcow2blk_nl_reply(info, dev, QCOW2BLK_CMD_ATTACH);
+	if (ret)
+		pr_warn("qcow2blk: %s: attached, but the reply was lost (%d): is the receive buffer too small?\n",
+			dev->disk->disk_name, ret);
 	qcow2blk_nl_event(QCOW2BLK_EVENT_ATTACHED, dev);
 	/* The device exists; a lost reply does not undo it. */
 	ret = 0;
@@ -419,6 +450,9 @@ static int qcow2blk_nl_detach(struct sk_buff *skb, struct genl_info *info)
 {
 	int index, ret;
 
+	ret = qcow2blk_nl_admin(skb, info);
+	if (ret)
+		return ret;
 	ret = qcow2blk_nl_get_index(info, &index);
 	if (ret)
 		return ret;
@@ -509,6 +543,9 @@ static int qcow2blk_nl_set(struct sk_buff *skb, struct genl_info *info)
 	struct qcow2blk_dev *dev;
 	int index, ret;
 
+	ret = qcow2blk_nl_admin(skb, info);
+	if (ret)
+		return ret;
 	ret = qcow2blk_nl_get_index(info, &index);
 	if (ret)
 		return ret;
@@ -578,28 +615,23 @@ static const struct genl_ops qcow2blk_nl_ops[] = {
 	{
 		.cmd	= QCOW2BLK_CMD_ATTACH,
 		.doit	= qcow2blk_nl_attach,
-		.flags	= GENL_ADMIN_PERM,
 	},
 	{
 		.cmd	= QCOW2BLK_CMD_DETACH,
 		.doit	= qcow2blk_nl_detach,
-		.flags	= GENL_ADMIN_PERM,
 	},
 	{
 		.cmd	= QCOW2BLK_CMD_GET,
 		.doit	= qcow2blk_nl_get,
 		.dumpit	= qcow2blk_nl_dump,
-		.flags	= GENL_ADMIN_PERM,
 	},
 	{
 		.cmd	= QCOW2BLK_CMD_SET,
 		.doit	= qcow2blk_nl_set,
-		.flags	= GENL_ADMIN_PERM,
 	},
 	{
 		.cmd	= QCOW2BLK_CMD_FEATURES,
 		.doit	= qcow2blk_nl_features,
-		.flags	= GENL_ADMIN_PERM,
 	},
 };
 

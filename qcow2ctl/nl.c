@@ -38,6 +38,8 @@ struct qctl_req {
 	size_t cap_devs;
 	__u32 *version;			/* FEATURES reply */
 	__u64 *features;
+	struct nlattr *attrs;		/* the message being parsed: every */
+	int attrlen;			/* attribute, for repeated CHAIN */
 };
 
 /*
@@ -79,6 +81,8 @@ static struct nla_policy qctl_layer_policy[QCOW2BLK_LAYER_ATTR_MAX + 1] = {
  */
 #define QCTL_MSG_BASE_BYTES	1024
 #define QCTL_MSG_LAYER_BYTES	64
+/* Socket receive buffer: 1000 layers of paths up to 4 KiB, and room. */
+#define QCTL_RCVBUF_BYTES	(16 << 20)
 
 /* libnl reports its own NLE_* codes; callers of this library want errno. */
 static int qctl_nlerr_to_errno(int nlerr)
@@ -204,6 +208,8 @@ static int qctl_on_valid(struct nl_msg *msg, void *arg)
 		qctl_req_fail(req, -EPROTO);
 		return NL_SKIP;
 	}
+	req->attrs = genlmsg_attrdata(nlmsg_data(nlmsg_hdr(msg)), 0);
+	req->attrlen = genlmsg_attrlen(nlmsg_data(nlmsg_hdr(msg)), 0);
 	ret = req->on_msg ? req->on_msg(req, tb) : 0;
 	if (ret < 0)
 		qctl_req_fail(req, ret);
@@ -241,48 +247,61 @@ static char *qctl_nla_strdup(struct nlattr *nla)
 	return s;
 }
 
-/* CHAIN: nested LAYER elements, top first; every layer has a path. */
-static int qctl_chain_parse(struct qctl_dev *dev, struct nlattr *chain)
+/*
+ * CHAIN: nested LAYER elements, top first; every layer has a path. A
+ * nest holds at most 64 KiB, so a long chain comes as several CHAIN
+ * attributes, whose layers are taken in order.
+ */
+static int qctl_chain_parse(struct qctl_dev *dev, struct nlattr *attrs,
+			    int attrlen)
 {
 	struct nlattr *tb[QCOW2BLK_LAYER_ATTR_MAX + 1];
+	struct nlattr *chain, *elem;
 	struct qctl_dev_layer *l;
-	struct nlattr *elem;
 	unsigned int nr = 0;
-	int rem;
+	int rem, crem;
 
-	nla_for_each_nested(elem, chain, rem)
-		nr++;
+	nla_for_each_attr(chain, attrs, attrlen, crem)
+		if (nla_type(chain) == QCOW2BLK_ATTR_CHAIN)
+			nla_for_each_nested(elem, chain, rem)
+				nr++;
 	if (!nr)
 		return 0;
 	dev->chain = calloc(nr, sizeof(*dev->chain));
 	if (!dev->chain)
 		return -ENOMEM;
-	nla_for_each_nested(elem, chain, rem) {
-		if (nla_type(elem) != QCOW2BLK_ATTR_LAYER ||
-		    nla_parse_nested(tb, QCOW2BLK_LAYER_ATTR_MAX, elem,
-				     qctl_layer_policy) < 0 ||
-		    !tb[QCOW2BLK_LAYER_ATTR_PATH])
-			return -EPROTO;
-		l = &dev->chain[dev->nr_chain++];
-		l->path = qctl_nla_strdup(tb[QCOW2BLK_LAYER_ATTR_PATH]);
-		if (!l->path)
-			return -ENOMEM;
-		if (tb[QCOW2BLK_LAYER_ATTR_FORMAT]) {
-			l->has_format = true;
-			l->format = nla_get_u32(tb[QCOW2BLK_LAYER_ATTR_FORMAT]);
-		}
-		if (tb[QCOW2BLK_LAYER_ATTR_DATA_PATH]) {
-			l->data_path =
-				qctl_nla_strdup(tb[QCOW2BLK_LAYER_ATTR_DATA_PATH]);
-			if (!l->data_path)
+	nla_for_each_attr(chain, attrs, attrlen, crem) {
+		if (nla_type(chain) != QCOW2BLK_ATTR_CHAIN)
+			continue;
+		nla_for_each_nested(elem, chain, rem) {
+			if (nla_type(elem) != QCOW2BLK_ATTR_LAYER ||
+			    nla_parse_nested(tb, QCOW2BLK_LAYER_ATTR_MAX, elem,
+					     qctl_layer_policy) < 0 ||
+			    !tb[QCOW2BLK_LAYER_ATTR_PATH])
+				return -EPROTO;
+			l = &dev->chain[dev->nr_chain++];
+			l->path = qctl_nla_strdup(tb[QCOW2BLK_LAYER_ATTR_PATH]);
+			if (!l->path)
 				return -ENOMEM;
+			if (tb[QCOW2BLK_LAYER_ATTR_FORMAT]) {
+				l->has_format = true;
+				l->format =
+				    nla_get_u32(tb[QCOW2BLK_LAYER_ATTR_FORMAT]);
+			}
+			if (tb[QCOW2BLK_LAYER_ATTR_DATA_PATH]) {
+				l->data_path = qctl_nla_strdup(
+					tb[QCOW2BLK_LAYER_ATTR_DATA_PATH]);
+				if (!l->data_path)
+					return -ENOMEM;
+			}
 		}
 	}
 	return 0;
 }
 
 /* Fill a zeroed @dev; on error the caller releases it. */
-static int qctl_dev_parse(struct qctl_dev *dev, struct nlattr **tb)
+static int qctl_dev_parse(struct qctl_dev *dev, struct qctl_req *req,
+			  struct nlattr **tb)
 {
 	int i;
 
@@ -320,7 +339,7 @@ static int qctl_dev_parse(struct qctl_dev *dev, struct nlattr **tb)
 		nla_strlcpy(dev->snapshot, tb[QCOW2BLK_ATTR_SNAPSHOT],
 			    sizeof(dev->snapshot));
 	if (tb[QCOW2BLK_ATTR_CHAIN])
-		return qctl_chain_parse(dev, tb[QCOW2BLK_ATTR_CHAIN]);
+		return qctl_chain_parse(dev, req->attrs, req->attrlen);
 	return 0;
 }
 
@@ -334,7 +353,7 @@ static int qctl_on_dev(struct qctl_req *req, struct nlattr **tb)
 	/* One reply is expected; a second one replaces the first. */
 	qctl_dev_release(req->dev);
 	memset(req->dev, 0, sizeof(*req->dev));
-	return qctl_dev_parse(req->dev, tb);
+	return qctl_dev_parse(req->dev, req, tb);
 }
 
 static int qctl_on_dump_dev(struct qctl_req *req, struct nlattr **tb)
@@ -354,7 +373,7 @@ static int qctl_on_dump_dev(struct qctl_req *req, struct nlattr **tb)
 	}
 	dev = &req->devs[req->nr_devs++];
 	memset(dev, 0, sizeof(*dev));
-	return qctl_dev_parse(dev, tb);
+	return qctl_dev_parse(dev, req, tb);
 }
 
 static int qctl_on_features(struct qctl_req *req, struct nlattr **tb)
@@ -446,6 +465,7 @@ static int qctl_nl_run_dev(struct qctl_nl *nl, struct nl_msg *msg,
 
 int qctl_nl_open(struct qctl_nl **nlp)
 {
+	int rcvbuf = QCTL_RCVBUF_BYTES;
 	struct qctl_nl *nl;
 	int one = 1;
 	int fd;
@@ -474,6 +494,15 @@ int qctl_nl_open(struct qctl_nl **nlp)
 	fd = nl_socket_get_fd(nl->sk);
 	setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
 	setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+	/*
+	 * The reply describing a 1000-layer chain (every path) is larger
+	 * than the default socket receive buffer, and the kernel drops what
+	 * does not fit (ENOBUFS here, a device attached without a reply).
+	 * Beyond rmem_max only with CAP_NET_ADMIN; twice it otherwise.
+	 */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf,
+		       sizeof(rcvbuf)))
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 
 	ret = genl_ctrl_resolve(nl->sk, QCOW2BLK_GENL_NAME);
 	if (ret < 0) {

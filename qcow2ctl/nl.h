@@ -119,7 +119,7 @@ const char *qctl_nl_errmsg(const struct qctl_nl *nl);
  * @dev: the new device; @dev->present is 0 if the kernel attached it but
  *       could not describe it. Release it with qctl_dev_release().
  *
- * Context: process; needs CAP_NET_ADMIN.
+ * Context: process; needs CAP_SYS_ADMIN.
  * Return: 0 or the kernel's -errno (see qctl_nl_errmsg() for why).
  */
 int qctl_nl_attach(struct qctl_nl *nl, const struct qctl_attach_req *req,
@@ -130,7 +130,7 @@ int qctl_nl_attach(struct qctl_nl *nl, const struct qctl_attach_req *req,
  * @nl: handle
  * @index: device index
  *
- * Context: process; needs CAP_NET_ADMIN.
+ * Context: process; needs CAP_SYS_ADMIN.
  * Return: 0, -ENODEV, -EBUSY (device open) or another -errno.
  */
 int qctl_nl_detach(struct qctl_nl *nl, __u32 index);
@@ -141,7 +141,7 @@ int qctl_nl_detach(struct qctl_nl *nl, __u32 index);
  * @index: device index
  * @dev: the description; release it with qctl_dev_release()
  *
- * Context: process; needs CAP_NET_ADMIN.
+ * Context: process; open to every user.
  * Return: 0, -ENODEV, -EPROTO (acked without a description) or another
  * -errno.
  */
@@ -162,7 +162,7 @@ struct qctl_set_req {
  * @sreq: the new sizes
  * @dev: the device after the change; release it with qctl_dev_release()
  *
- * Context: process; needs CAP_NET_ADMIN.
+ * Context: process; needs CAP_SYS_ADMIN.
  * Return: 0, -EINVAL (nothing to set, or the refcount cache of a
  * read-only device), -ENODEV, -ENOMEM, -EPROTO (acked without a
  * description) or another -errno.
@@ -176,7 +176,7 @@ int qctl_nl_set(struct qctl_nl *nl, __u32 index,
  * @version: its QCOW2BLK_GENL_VERSION
  * @features: the QCOW2BLK_F_* flags it accepts
  *
- * Context: process; needs CAP_NET_ADMIN.
+ * Context: process; open to every user.
  * Return: 0, -EPROTO (reply without both attributes) or another -errno.
  */
 int qctl_nl_features(struct qctl_nl *nl, __u32 *version, __u64 *features);
@@ -188,7 +188,7 @@ int qctl_nl_features(struct qctl_nl *nl, __u32 *version, __u64 *features);
  *        NULL when @nr is 0
  * @nr: entries in @devs
  *
- * Context: process; needs CAP_NET_ADMIN.
+ * Context: process; open to every user.
  * Return: 0, -ENOMEM or the kernel's -errno; nothing is returned then.
  */
 int qctl_nl_list(struct qctl_nl *nl, struct qctl_dev **devs, size_t *nr);

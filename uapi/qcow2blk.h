@@ -99,6 +99,8 @@ enum qcow2blk_nl_attr {
 	/*
 	 * Reply: every layer, top first, nested QCOW2BLK_ATTR_LAYER elements
 	 * with LAYER_ATTR_PATH, LAYER_ATTR_FORMAT, [LAYER_ATTR_DATA_PATH].
+	 * A nest holds at most 64 KiB: a long chain comes as several CHAIN
+	 * attributes in a row, and the layers are theirs in order.
 	 */
 	QCOW2BLK_ATTR_CHAIN,
 	QCOW2BLK_ATTR_LAYER,		/* nested: one layer, see above */

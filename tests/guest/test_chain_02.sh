@@ -144,6 +144,25 @@ timing deep-flat "$d/deep-flat.qcow2"
 timing deep-300 "$d/deep-299.qcow2"
 cmp_one deep-300 deep-299.raw 300 "$d/deep-299.qcow2"
 
+# 1000 layers, the most a device takes: the ATTACH reply names the device
+# (attach_ro needs --show to print it), list -J names every layer, top
+# first, and the reads are byte-exact.
+if [ -f "$d/long-999.qcow2" ] && check long-1000 long-999.raw 1000 "$d/long-999.qcow2"; then
+	t_check "long-1000: list -J names all 1000 layers, top first" \
+		python3 -c '
+import json, sys
+devs = json.load(sys.stdin)["qcowdevices"]
+chain = devs[0]["chain"]
+names = [l["path"].rsplit("/", 1)[-1] for l in chain]
+want = ["long-%03d.qcow2" % i for i in range(999, 299, -1)] + \
+       ["deep-%03d.qcow2" % i for i in range(299, -1, -1)]
+sys.exit(0 if names == want else "got %d layers: %s" % (len(names), names[:3]))
+' < <(qcow2ctl list -J "$dev")
+	done_with long-1000
+else
+	[ -f "$d/long-999.qcow2" ] || t_fail "no 1000-layer chain in $d"
+fi
+
 # ---- subclusters, compressed clusters ---------------------------------------
 
 if check xl2-top xl2-top.raw 2 "$d/xl2-top.qcow2"; then

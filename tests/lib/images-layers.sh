@@ -11,8 +11,9 @@
 # Backing names are relative to the image naming them, so OUTDIR can be
 # read from anywhere; external data file names are relative to OUTDIR, as
 # QEMU opens them from the current directory. Data comes from fixed
-# patterns and a seeded generator. Takes 20-40 s, most of it the 300-layer
-# chain (deep-299.qcow2 is its top), on a busy two-core machine.
+# patterns and a seeded generator. Takes 40-80 s, most of it the 300- and
+# 1000-layer chains (deep-299.qcow2 and long-999.qcow2 are their tops), on a
+# busy two-core machine.
 set -euo pipefail
 
 out=${1:?usage: images-layers.sh OUTDIR}
@@ -164,6 +165,26 @@ export QIMG QIO KiB
 seq 0 299 | xargs -P 8 -I{} bash -ec 'deep_layer {}'
 ref deep-299
 "$QIMG" convert -q -f raw -O qcow2 -o compat=1.1 deep-299.raw deep-flat.qcow2
+
+# ---- 1000 layers -------------------------------------------------------------
+#
+# 700 more layers over deep-299, 64 KiB clusters, each writing 4 KiB of its
+# own at its own place: a chain of QCOW2BLK_MAX_LAYERS (long-999.qcow2 is
+# its top), whose ATTACH reply and list -J must name every layer.
+long_layer() {
+	local i=$1 n b off js
+
+	n=$(printf 'long-%03d.qcow2' "$i")
+	b=$(printf 'long-%03d.qcow2' $((i - 1)))
+	[ "$i" -eq 300 ] && b=deep-299.qcow2
+	"$QIMG" create -q -f qcow2 -o compat=1.1 -u -b "$b" -F qcow2 "$n" 64M
+	off=$((((i * 4111) % 16384) * 4096))
+	js='{"driver":"qcow2","backing":null,"file":{"driver":"file","filename":"'$n'"}}'
+	"$QIO" -c "write -P $(((i * 5) % 254 + 1)) $off 4k" "json:$js" >/dev/null
+}
+export -f long_layer
+seq 300 999 | xargs -P 8 -I{} bash -ec 'long_layer {}'
+ref long-999
 
 # ---- extended L2 entries over a normal base ---------------------------------
 #
