@@ -90,6 +90,10 @@ static int qcow2blk_nl_put_chain(struct sk_buff *skb, struct qcow2blk_dev *dev)
 	if (!chain)
 		return -EMSGSIZE;
 	for (i = 0; i < dev->nr_layers; i++) {
+		struct qcow2blk_layer *l = &dev->layers[i];
+		u32 fmt = dev->chain.layers[i].format == QCOW2_LAYER_RAW ?
+			  QCOW2BLK_FMT_RAW : QCOW2BLK_FMT_QCOW2;
+
 		/* A layer is two paths at most: 8 KiB and a little. */
 		if (skb_tail_pointer(skb) - (unsigned char *)chain >
 		    QCOW2BLK_CHAIN_NEST_BYTES) {
@@ -98,9 +102,6 @@ static int qcow2blk_nl_put_chain(struct sk_buff *skb, struct qcow2blk_dev *dev)
 			if (!chain)
 				return -EMSGSIZE;
 		}
-		struct qcow2blk_layer *l = &dev->layers[i];
-		u32 fmt = dev->chain.layers[i].format == QCOW2_LAYER_RAW ?
-			  QCOW2BLK_FMT_RAW : QCOW2BLK_FMT_QCOW2;
 
 		layer = nla_nest_start(skb, QCOW2BLK_ATTR_LAYER);
 		if (!layer ||
