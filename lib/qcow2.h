@@ -57,6 +57,13 @@
 /* Header extension sizes fixed by the spec. */
 #define QCOW2_CRYPTO_EXT_BYTES		16U
 #define QCOW2_BITMAPS_EXT_MIN_BYTES	24U
+/* Persistent bitmaps: QEMU's limits (block/qcow2-bitmap.c). */
+#define QCOW2_MAX_BITMAPS		65535U
+#define QCOW2_MAX_BITMAP_DIR_BYTES	(64U << 20)
+#define QCOW2_BITMAP_MIN_GRAN_BITS	9U
+#define QCOW2_BITMAP_MAX_GRAN_BITS	31U
+/* Bits of all bitmaps of one image kept in memory while writing. */
+#define QCOW2_BITMAP_MAX_BYTES		(64U << 20)
 #define QCOW2_FEATURE_ENTRY_BYTES	48U
 #define QCOW2_FEATURE_NAME_BYTES	46U
 #define QCOW2_FEATURE_TYPE_INCOMPAT	0
@@ -208,6 +215,9 @@ struct qcow2_header {
 	struct qcow2_name_ref data_file;
 	bool has_crypto_ext;
 	bool has_bitmaps_ext;
+	u32 nb_bitmaps;			/* bitmaps extension */
+	u64 bitmap_dir_size;		/* bytes */
+	u64 bitmap_dir_offset;		/* bytes, cluster aligned */
 	char backing_file_hint[QCOW2_NAME_HINT_BYTES];
 	char data_file_hint[QCOW2_NAME_HINT_BYTES];
 };
@@ -438,6 +448,17 @@ struct qcow2_pending_free {
 	bool data_file;			/* in the external data file: no refcount */
 };
 
+/* An enabled persistent dirty bitmap of a writable image (qcow2_bitmap.c). */
+struct qcow2_bitmap {
+	u64 table_off;			/* bitmap table, cluster aligned */
+	u32 table_size;			/* entries: clusters of bits */
+	u32 gran_bits;			/* log2(guest bytes per bit) */
+	u32 dir_pos;			/* its entry's offset in bm_dir */
+	u64 *table;			/* host-endian table entries */
+	struct qcow2_atomic64 *bits;		/* table_size clusters of bits */
+	struct qcow2_atomic64 *dirty;		/* one bit per table entry: changed */
+};
+
 struct qcow2_image {
 	struct qcow2_header h;
 	struct qcow2_io io;
@@ -460,7 +481,8 @@ struct qcow2_image {
 	bool writable;
 	int wfail;			/* 0, or why writing stopped (-errno) */
 	/*
-	 * The header update a writer owes the image (autoclear bits cleared)
+	 * The header update a writer owes the image (bitmaps in use, autoclear
+	 * bits cleared)
 	 * is not written yet: it is made by the first change, so an attach
 	 * that is refused or never writes leaves the file as it was. Cleared
 	 * under both locks; qcow2_write_map_inplace() reads it under l2c_lock.
@@ -493,6 +515,18 @@ struct qcow2_image {
 	u64 *meta_ranges;		/* snapshot table and L1s: off, len pairs */
 	u32 nr_meta_ranges;
 	struct qcow2_write_stats ws;
+	/*
+	 * Persistent dirty bitmaps (qcow2_bitmap.c), set up by
+	 * qcow2_write_open(): bm_keep when the image's bitmaps are
+	 * consistent and kept so (autoclear bit 0 stays set); bm[] the
+	 * enabled ones, whose bits every change sets with no lock
+	 * (struct qcow2_atomic64); the rest under wlock.
+	 */
+	bool bm_keep;
+	bool bm_in_use;			/* their in_use flags are on disk */
+	u8 *bm_dir;			/* the bitmap directory as read */
+	struct qcow2_bitmap *bm;
+	u32 nr_bm;
 };
 
 enum qcow2_ext_type {
@@ -886,6 +920,12 @@ int qcow2_io_flush(const struct qcow2_io *io);
 int qcow2_overlap_check(struct qcow2_image *img, u32 kind, u64 off, u64 len);
 bool qcow2_overlap_hit(struct qcow2_image *img, u32 kind, u64 off, u64 len);
 void qcow2_write_fail(struct qcow2_image *img, int err, const char *what);
+int qcow2_mark_corrupt(struct qcow2_image *img);
+int qcow2_bitmaps_open(struct qcow2_image *img, struct qcow2_err *err);
+void qcow2_bitmaps_close(struct qcow2_image *img);
+int qcow2_bitmaps_enter(struct qcow2_image *img);
+void qcow2_bitmaps_mark(struct qcow2_image *img, u64 off, u64 len);
+int qcow2_bitmaps_store(struct qcow2_image *img);
 
 /**
  * __qcow2_l2c_get() - find or read one L2 slice

@@ -248,6 +248,25 @@ static void hdr_walk_exts(const u8 *buf, size_t area, struct qcow2_header *h,
 				return;
 			}
 			h->has_bitmaps_ext = true;
+			h->nb_bitmaps = get_be32(buf + data);
+			h->bitmap_dir_size = get_be64(buf + data + 8);
+			h->bitmap_dir_offset = get_be64(buf + data + 16);
+			/* Checked as QEMU does, when the bitmaps count. */
+			if (!(h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS))
+				break;
+			if (get_be32(buf + data + 4) || !h->nb_bitmaps ||
+			    h->nb_bitmaps > QCOW2_MAX_BITMAPS ||
+			    !h->bitmap_dir_size ||
+			    h->bitmap_dir_size > QCOW2_MAX_BITMAP_DIR_BYTES ||
+			    (h->bitmap_dir_offset & (h->cluster_size - 1)) ||
+			    h->bitmap_dir_offset >= QCOW2_MAX_HOST_OFFSET) {
+				qcow2_err_set(err,
+					      "invalid bitmaps extension (%u bitmaps, directory %#llx+%llu)",
+					      h->nb_bitmaps, h->bitmap_dir_offset,
+					      h->bitmap_dir_size);
+				x->ret = -EINVAL;
+				return;
+			}
 			break;
 		default:
 			/* Unknown extensions may be ignored (spec). */

@@ -220,6 +220,21 @@ int qcow2_overlap_check(struct qcow2_image *img, u32 kind, u64 off, u64 len)
 	img->ws.overlaps++;
 	qcow2_log_ratelimited("overlap: %s at %#llx+%llu would hit %s at %#llx: image corrupt",
 			      ol_names[kind], off, len, ol_names[hit], where);
+	return qcow2_mark_corrupt(img);
+}
+
+/**
+ * qcow2_mark_corrupt() - metadata was found corrupt: stop writing, as QEMU
+ * @img: writable image, writer context; the caller logged what it found
+ *
+ * The image gets the corrupt bit (v3), so QEMU and later attaches refuse
+ * to write it until qemu-img check -r repairs it, and turns read-only now;
+ * nothing else is written.
+ *
+ * Return: -EUCLEAN.
+ */
+int qcow2_mark_corrupt(struct qcow2_image *img)
+{
 	if (!img->wfail) {
 		img->wfail = -EUCLEAN;
 		if (img->h.version >= 3) {
@@ -430,24 +445,33 @@ static int meta_ranges_load(struct qcow2_image *img, struct qcow2_err *err)
  * qcow2_write_enter() - the header changes owed before the first write
  * @img: writable image, wlock held
  *
- * Clears the autoclear bits, durably, before anything else of the image
- * changes; a no-op once done. On failure nothing else may be written.
+ * Marks the persistent bitmaps being kept in use, then clears the
+ * autoclear bits (all but bit 0 while bitmaps are kept), durably, before
+ * anything else of the image changes; a no-op once done. On failure
+ * nothing else may be written.
  *
- * Return: 0 or the -errno of the header write.
+ * Return: 0 or the -errno of the directory or header write.
  */
 int qcow2_write_enter(struct qcow2_image *img)
 {
 	u64 old = img->h.autoclear_features;
+	u64 keep = img->bm_keep ? QCOW2_AUTOCLEAR_BITMAPS : 0;
 	int ret;
 
 	qcow2_mutex_assert_held(&img->wlock);
 	if (!img->hdr_pending)
 		return 0;
-	img->h.autoclear_features = 0;
-	ret = qcow2_header_write(img);
-	if (ret) {
-		img->h.autoclear_features = old;
+	/* Bitmaps being kept are marked in use before anything changes. */
+	ret = qcow2_bitmaps_enter(img);
+	if (ret)
 		return ret;
+	if (old & ~keep) {
+		img->h.autoclear_features = old & keep;
+		ret = qcow2_header_write(img);
+		if (ret) {
+			img->h.autoclear_features = old;
+			return ret;
+		}
 	}
 	qcow2_mutex_lock(&img->l2c_lock);
 	img->hdr_pending = false;
@@ -512,12 +536,18 @@ int qcow2_write_open(struct qcow2_image *img,
 	ret = qcow2_refcount_open(img, opts->rc_cache_bytes, err);
 	if (ret)
 		goto fail;
+	ret = qcow2_bitmaps_open(img, err);
+	if (ret)
+		goto fail;
 	qcow2_mutex_init(&img->wlock);
 	qcow2_waitq_init(&img->inflight_wq);
 	img->writable = true;
 
-	/* Cleared by the first change (qcow2_write_enter()), not here. */
-	img->hdr_pending = h->version >= 3 && h->autoclear_features;
+	/* Made by the first change (qcow2_write_enter()), not here. */
+	img->hdr_pending = h->version >= 3 &&
+			   ((h->autoclear_features &
+			     ~(img->bm_keep ? QCOW2_AUTOCLEAR_BITMAPS : 0)) ||
+			    img->nr_bm);
 	return 0;
 
 fail:
@@ -535,10 +565,14 @@ void qcow2_write_close(struct qcow2_image *img)
 {
 	if (img->writable) {
 		qcow2_flush(img);
+		qcow2_mutex_lock(&img->wlock);
+		qcow2_bitmaps_store(img);
+		qcow2_mutex_unlock(&img->wlock);
 		qcow2_waitq_destroy(&img->inflight_wq);
 		qcow2_mutex_destroy(&img->wlock);
 		img->writable = false;
 	}
+	qcow2_bitmaps_close(img);
 	qcow2_refcount_close(img);
 	qcow2_free_io(img->hdr_buf);
 	qcow2_free_io(img->zero_buf);

@@ -25,6 +25,7 @@
 #include <linux/math64.h>
 #include <linux/wait.h>
 #include <linux/sort.h>
+#include <linux/atomic.h>
 #include <asm/byteorder.h>
 
 /* Engine allocations happen on the I/O path: never recurse into the fs. */
@@ -93,6 +94,30 @@ static inline void qcow2_wait_change(struct qcow2_waitq *w,
 
 #define qcow2_sort(base, num, size, cmp) sort(base, num, size, cmp, NULL)
 
+/*
+ * A 64-bit word that several contexts set bits in at once, with no lock
+ * (persistent bitmaps: every write marks its range).
+ */
+struct qcow2_atomic64 {
+	atomic64_t a;
+};
+
+static inline u64 qcow2_atomic64_read(struct qcow2_atomic64 *a)
+{
+	return atomic64_read(&a->a);
+}
+
+static inline void qcow2_atomic64_set(struct qcow2_atomic64 *a, u64 v)
+{
+	atomic64_set(&a->a, v);
+}
+
+/* Sets the bits of @m; returns the word as it was before. */
+static inline u64 qcow2_atomic64_fetch_or(struct qcow2_atomic64 *a, u64 m)
+{
+	return atomic64_fetch_or(m, &a->a);
+}
+
 #define qcow2_log_ratelimited(fmt, ...) \
 	pr_warn_ratelimited("qcow2blk: " fmt "\n", ##__VA_ARGS__)
 
@@ -131,6 +156,8 @@ typedef __s64 s64;
 #define cpu_to_be16(x)	htobe16(x)
 #define cpu_to_be32(x)	htobe32(x)
 #define cpu_to_be64(x)	htobe64(x)
+#define le64_to_cpu(x)	le64toh(x)
+#define cpu_to_le64(x)	htole64(x)
 
 #ifndef min_t
 #define min_t(t, a, b)	({ t __a = (a), __b = (b); __a < __b ? __a : __b; })
@@ -221,6 +248,25 @@ static inline void qcow2_wait_change(struct qcow2_waitq *w,
 #define qcow2_wake_all(w)	pthread_cond_broadcast(&(w)->c)
 
 #define qcow2_sort(base, num, size, cmp) qsort(base, num, size, cmp)
+
+struct qcow2_atomic64 {
+	u64 v;
+};
+
+static inline u64 qcow2_atomic64_read(struct qcow2_atomic64 *a)
+{
+	return __atomic_load_n(&a->v, __ATOMIC_RELAXED);
+}
+
+static inline void qcow2_atomic64_set(struct qcow2_atomic64 *a, u64 v)
+{
+	__atomic_store_n(&a->v, v, __ATOMIC_RELAXED);
+}
+
+static inline u64 qcow2_atomic64_fetch_or(struct qcow2_atomic64 *a, u64 m)
+{
+	return __atomic_fetch_or(&a->v, m, __ATOMIC_RELAXED);
+}
 
 #ifndef READ_ONCE
 #define READ_ONCE(x)		__atomic_load_n(&(x), __ATOMIC_RELAXED)

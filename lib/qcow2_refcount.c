@@ -147,7 +147,7 @@ static int rc_slice(struct qcow2_image *img, u64 cl, bool dirty, u8 **data,
 	u64 rt_idx = cl >> eb;
 	u32 in_block = cl & ((1ULL << eb) - 1);
 	u32 per_slice_bits = sb + 3 - img->h.refcount_order;
-	u64 rb_off, key;
+	u64 rte, rb_off, key;
 	u8 *buf;
 	s32 slot;
 	int ret;
@@ -156,14 +156,20 @@ static int rc_slice(struct qcow2_image *img, u64 cl, bool dirty, u8 **data,
 	*idx = in_block & ((1U << per_slice_bits) - 1);
 	if (rt_idx >= img->rt_entries)
 		return 0;
-	rb_off = be64_to_cpu(img->rt[rt_idx]) & QCOW2_L1E_OFFSET_MASK;
-	if (!rb_off)
+	/* As QEMU, the reserved bits 0-8 are ignored; 56-63 are not. */
+	rte = be64_to_cpu(img->rt[rt_idx]) & ~GENMASK_ULL(8, 0);
+	rb_off = rte & QCOW2_L1E_OFFSET_MASK;
+	if (!rte)
 		return 0;
-	if (rb_off >= img->alloc_end) {
-		qcow2_log_ratelimited("refcount table at %#llx, index %llu: block %#llx past EOF",
-				      img->h.refcount_table_offset, rt_idx,
-				      rb_off);
-		return -EUCLEAN;
+	/* A block unaligned or past the end of the file: corrupt, as QEMU. */
+	if (rte != rb_off || (rb_off & (img->h.cluster_size - 1)) ||
+	    rb_off >= img->alloc_end) {
+		qcow2_log_ratelimited("refcount table at %#llx, index %llu: block %#llx %s: image corrupt",
+				      img->h.refcount_table_offset, rt_idx, rte,
+				      rte == rb_off && rb_off < img->alloc_end ?
+				      "not cluster aligned" :
+				      "past the end of the file");
+		return qcow2_mark_corrupt(img);
 	}
 	key = rb_off + ((u64)(in_block >> per_slice_bits) << sb);
 
@@ -422,7 +428,7 @@ int qcow2_alloc_clusters(struct qcow2_image *img, u32 n, u64 *off, u32 *got)
 		if (cl >= max_cl)
 			return -ENOSPC;
 		if (rt_idx >= img->rt_entries ||
-		    !(be64_to_cpu(img->rt[rt_idx]) & QCOW2_L1E_OFFSET_MASK)) {
+		    !(be64_to_cpu(img->rt[rt_idx]) & ~GENMASK_ULL(8, 0))) {
 			if (run && got)
 				break;
 			if (rt_idx < img->rt_entries) {

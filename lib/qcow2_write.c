@@ -850,6 +850,8 @@ int qcow2_write_map_inplace(struct qcow2_image *img, u64 guest_off, u64 len,
 	 */
 	*durable = !img->meta_wb_busy &&
 		   !qcow2_cache_is_dirty(&img->l2c, slice_off);
+	if (!ret)
+		qcow2_bitmaps_mark(img, guest_off, len);
 out:
 	qcow2_mutex_unlock(&img->l2c_lock);
 	return ret;
@@ -886,8 +888,10 @@ int qcow2_write(struct qcow2_image *img, u64 guest_off, u64 len,
 		return ret;
 	qcow2_mutex_lock(&img->wlock);
 	ret = qcow2_write_enter(img);
-	if (!ret)
+	if (!ret) {
+		qcow2_bitmaps_mark(img, guest_off, len);
 		ret = write_locked(img, guest_off, len, src);
+	}
 	qcow2_mutex_unlock(&img->wlock);
 	return ret;
 }
@@ -1071,6 +1075,7 @@ int qcow2_write_zeroes(struct qcow2_image *img, u64 guest_off, u64 len,
 	ret = qcow2_write_enter(img);
 	if (ret)
 		goto out;
+	qcow2_bitmaps_mark(img, guest_off, len);
 	if (h->version < 3) {
 		ret = write_locked(img, guest_off, len, src);
 		goto out;
@@ -1136,6 +1141,8 @@ int qcow2_discard(struct qcow2_image *img, u64 guest_off, u64 len)
 
 	qcow2_mutex_lock(&img->wlock);
 	ret = qcow2_write_enter(img);
+	if (!ret)
+		qcow2_bitmaps_mark(img, guest_off, len);
 	while (start < end && !ret) {
 		u64 done = 0;
 

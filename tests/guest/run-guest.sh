@@ -132,6 +132,8 @@ cp "$top/build/$kver/qcow2blk.ko" "$stage/" 2>/dev/null
 cp "$top/qcow2ctl/qcow2ctl" "$stage/" 2>/dev/null
 cp "$top/build/user/rawcmp" "$stage/" 2>/dev/null
 cp -r "$top/tests/guest" "$stage/guest"
+# Shell helpers shared with the host tests (tests/lib/bitmaps.sh).
+cp -r "$top/tests/lib" "$stage/lib"
 
 if [ -n "${QB_IMAGES:-}" ] && [ -f "$QB_IMAGES/MANIFEST" ]; then
 	ln -s "$(cd "$QB_IMAGES" && pwd)" "$stage/images"

@@ -334,5 +334,51 @@ for n in v2-64k cluster-512 refcount-1 compressed-zstd extl2-16k \
 	run_case "$n" -b
 done
 
+# reftable_case NAME ENTRY CORRUPT: refcount-table entry 0 set to ENTRY.
+# A write fails and the image is marked corrupt when CORRUPT is yes (QEMU
+# does the same: unaligned, past the end of the file, overlapping the
+# refcount table); reserved bits 0-8 are ignored, as QEMU ignores them.
+# The image stays readable (qemu-io -r).
+reftable_case() {
+	local name=reftable-$1 img=$tmp/reftable.qcow2 out rc
+
+	wanted "$name" || return 0
+	qemu-img create -q -f qcow2 "$img" 64M
+	python3 - "$img" "$2" <<'PY'
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    rt = struct.unpack(">Q", f.read(56)[48:56])[0]
+    f.seek(rt)
+    f.write(struct.pack(">Q", int(sys.argv[2], 16)))
+PY
+	out=$("$io_bin" "$img" -c 'write -P 0x5a 0 64k' 2>&1)
+	rc=$?
+	if [ "$3" = yes ]; then
+		if [ $rc -eq 0 ]; then
+			result FAIL "$name" "the write succeeded"
+		elif ! qemu-img info "$img" | grep -q 'corrupt: true'; then
+			result FAIL "$name" "not marked corrupt: $out"
+		elif ! grep -q 'image corrupt' <<<"$out"; then
+			result FAIL "$name" "no report: $out"
+		elif ! qemu-io -r -c 'read 0 64k' "$img" >/dev/null 2>&1; then
+			result FAIL "$name" "not readable afterwards"
+		else
+			result PASS "$name"
+		fi
+	elif [ $rc -ne 0 ]; then
+		result FAIL "$name" "$out"
+	elif ! qemu-io -r -c 'read -P 0x5a 0 64k' "$img" >/dev/null 2>&1; then
+		result FAIL "$name" "data not written"
+	else
+		result PASS "$name"
+	fi
+}
+
+reftable_case unaligned 0x20200 yes
+reftable_case past-eof 0x7fff0000 yes
+reftable_case high-bits 0x8000000000020000 yes
+reftable_case on-reftable 0x10000 yes
+reftable_case low-bits 0x20001 no
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
