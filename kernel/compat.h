@@ -9,6 +9,8 @@
 
 #include <linux/blkdev.h>
 #include <linux/blk-mq.h>
+#include <linux/shrinker.h>
+#include <linux/slab.h>
 #include <net/netlink.h>
 
 /* Queue settings, applied the way the target kernel wants them. */
@@ -122,6 +124,59 @@ static void release_fn##_cb(struct gendisk *disk, fmode_t mode)	\
 #else
 #define QCOW2BLK_SET_ERR_MSG(extack, summary, detail)			\
 	NL_SET_ERR_MSG(extack, summary)
+#endif
+
+/*
+ * Shrinkers are allocated by the kernel since 6.7 (shrinker_alloc());
+ * before, the driver embeds one and registers it.
+ */
+typedef unsigned long (*qcow2blk_shrink_fn)(struct shrinker *,
+					    struct shrink_control *);
+
+#ifdef QCOW2BLK_HAVE_SHRINKER_ALLOC
+static inline struct shrinker *
+qcow2blk_shrinker_create(const char *name, qcow2blk_shrink_fn count,
+			 qcow2blk_shrink_fn scan)
+{
+	struct shrinker *s = shrinker_alloc(0, "%s", name);
+
+	if (!s)
+		return NULL;
+	s->count_objects = count;
+	s->scan_objects = scan;
+	s->seeks = DEFAULT_SEEKS;
+	shrinker_register(s);
+	return s;
+}
+
+static inline void qcow2blk_shrinker_destroy(struct shrinker *s)
+{
+	shrinker_free(s);
+}
+#else
+static inline struct shrinker *
+qcow2blk_shrinker_create(const char *name, qcow2blk_shrink_fn count,
+			 qcow2blk_shrink_fn scan)
+{
+	struct shrinker *s = kzalloc(sizeof(*s), GFP_KERNEL);
+
+	if (!s)
+		return NULL;
+	s->count_objects = count;
+	s->scan_objects = scan;
+	s->seeks = DEFAULT_SEEKS;
+	if (register_shrinker(s, "%s", name)) {
+		kfree(s);
+		return NULL;
+	}
+	return s;
+}
+
+static inline void qcow2blk_shrinker_destroy(struct shrinker *s)
+{
+	unregister_shrinker(s);
+	kfree(s);
+}
 #endif
 
 #endif /* QCOW2BLK_COMPAT_H */

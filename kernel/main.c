@@ -554,6 +554,7 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 	}
 	mutex_init(&dev->lock);
 	mutex_init(&dev->wbvec_lock);
+	INIT_LIST_HEAD(&dev->shrink_node);
 	qcow2blk_epoch_init(&dev->epoch);
 	dev->flags = a->flags;
 	dev->index = -1;
@@ -602,6 +603,8 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 	}
 
 	ret = qcow2blk_pick_sector_size(dev, a->sector_size, err);
+	if (!ret)
+		ret = qcow2blk_budget_charge(dev, err);
 	if (ret)
 		goto out_close_chain;
 
@@ -657,6 +660,7 @@ out_destroy_wq:
 out_erase:
 	xa_erase(&qcow2blk_devs, dev->index);
 out_close_chain:
+	qcow2blk_budget_uncharge(dev);
 	qcow2blk_zcache_free(dev);
 	qcow2_chain_close(&dev->chain);
 out_put_layers:
@@ -686,7 +690,8 @@ static void qcow2blk_dev_final_flush(struct qcow2blk_dev *dev)
 		return;
 	/* The engine's allocations must not recurse into our own disk. */
 	state = qcow2blk_writer_enter();
-	ret = qcow2_flush(qcow2blk_top(dev));
+	/* Persistent bitmaps are stored and marked consistent here too. */
+	ret = qcow2_write_finish(qcow2blk_top(dev));
 	qcow2blk_writer_exit(state);
 	if (ret)
 		pr_err("qcow2blk: %s: flush at detach failed: %d%s\n",
@@ -704,6 +709,7 @@ static void qcow2blk_dev_destroy(struct qcow2blk_dev *dev)
 	put_disk(dev->disk);
 	blk_mq_free_tag_set(&dev->tag_set);
 	destroy_workqueue(dev->wq);
+	qcow2blk_budget_uncharge(dev);
 	qcow2blk_zcache_free(dev);
 	qcow2_chain_close(&dev->chain);
 	qcow2blk_put_layers(dev);
@@ -754,9 +760,12 @@ static int __init qcow2blk_init(void)
 	ret = qcow2blk_compress_init();
 	if (ret)
 		goto out_io;
+	ret = qcow2blk_budget_init();
+	if (ret)
+		goto out_compress;
 	ret = register_blkdev(0, QCOW2BLK_DISK_PREFIX);
 	if (ret < 0)
-		goto out_compress;
+		goto out_budget;
 	qcow2blk_major = ret;
 	ret = qcow2blk_nl_init();
 	if (ret)
@@ -766,6 +775,8 @@ static int __init qcow2blk_init(void)
 
 out_blkdev:
 	unregister_blkdev(qcow2blk_major, QCOW2BLK_DISK_PREFIX);
+out_budget:
+	qcow2blk_budget_exit();
 out_compress:
 	qcow2blk_compress_exit();
 out_io:
@@ -779,6 +790,7 @@ static void __exit qcow2blk_exit(void)
 	qcow2blk_nl_exit();
 	WARN_ON_ONCE(!xa_empty(&qcow2blk_devs));
 	unregister_blkdev(qcow2blk_major, QCOW2BLK_DISK_PREFIX);
+	qcow2blk_budget_exit();
 	qcow2blk_compress_exit();
 	qcow2blk_io_exit();
 }

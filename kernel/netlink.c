@@ -537,6 +537,28 @@ static int qcow2blk_nl_set_rc(struct genl_info *info, struct qcow2blk_dev *dev,
 	return ret;
 }
 
+/* Bytes a SET of the L2 and refcount cache sizes would add, at most. */
+static u64 qcow2blk_nl_set_growth(struct qcow2blk_dev *dev,
+				  const struct nlattr *l2,
+				  const struct nlattr *rc)
+{
+	struct qcow2_image *top = qcow2blk_top(dev);
+	u64 more = 0, want, have;
+
+	if (l2) {
+		want = (u64)qcow2_l2c_slices_for(top, nla_get_u64(l2)) *
+		       top->l2c.slot_bytes;
+		have = qcow2_l2c_bytes(top);
+		more += want > have ? want - have : 0;
+	}
+	if (rc && dev->writable) {
+		want = min_t(u64, nla_get_u64(rc), QCOW2_RC_MAX_BYTES);
+		have = qcow2_rc_bytes(top);
+		more += want > have ? want - have : 0;
+	}
+	return more;
+}
+
 static int qcow2blk_nl_set(struct sk_buff *skb, struct genl_info *info)
 {
 	struct nlattr *l2 = info->attrs[QCOW2BLK_ATTR_L2_CACHE_BYTES];
@@ -568,6 +590,13 @@ static int qcow2blk_nl_set(struct sk_buff *skb, struct genl_info *info)
 		ret = -EINVAL;
 		goto out_unlock;
 	}
+	if (qcow2blk_budget_check_resize(dev, qcow2blk_nl_set_growth(dev, l2,
+								     rc))) {
+		NL_SET_ERR_MSG(info->extack,
+			       "the caches would exceed the module's cache memory budget (cache_budget_mb)");
+		ret = -ENOMEM;
+		goto out_unlock;
+	}
 	if (l2) {
 		unsigned int state = qcow2blk_writer_enter();
 
@@ -587,6 +616,8 @@ static int qcow2blk_nl_set(struct sk_buff *skb, struct genl_info *info)
 	}
 	ret = qcow2blk_nl_reply(info, dev, QCOW2BLK_CMD_SET);
 out_unlock:
+	if (dev)
+		qcow2blk_budget_recharge(dev);
 	mutex_unlock(&qcow2blk_ctl_mutex);
 	return ret;
 }

@@ -7,7 +7,10 @@
  * Every lock of the driver and the engine, outermost first. Sleeping is
  * allowed under all but the spinlocks.
  *
- *   qcow2blk_ctl_mutex		device table, attach/detach/set
+ *   qcow2blk_ctl_mutex		device table, attach/detach/set, the
+ *				cache budget's charges (budget.c)
+ *   qcow2blk_shrink_lock		devices the shrinker may visit
+ *				(budget.c); only tried in reclaim
  *   qcow2blk_dev::lock		open count and removal
  *   qcow2_image::wlock		engine writer context (lib/qcow2.h): writes
  *				that allocate or copy, zeroes, discard, flush,
@@ -161,6 +164,11 @@ struct qcow2blk_dev {
 	struct mutex lock;		/* protects open_count, removing */
 	unsigned int open_count;	/* guarded by lock */
 	bool removing;			/* guarded by lock: no new opens */
+
+	/* Cache budget (budget.c): qcow2blk_ctl_mutex, list shrink_lock. */
+	u64 cache_charge;		/* bytes charged, 0 if none */
+	bool cache_shrunk;		/* made smaller to fit at attach */
+	struct list_head shrink_node;	/* on qcow2blk_shrink_devs */
 };
 
 /* One read of the image file on behalf of a request. */
@@ -184,6 +192,15 @@ struct qcow2blk_cmd {
 };
 
 extern struct mutex qcow2blk_ctl_mutex;
+
+/* budget.c */
+int qcow2blk_budget_init(void);
+void qcow2blk_budget_exit(void);
+int qcow2blk_budget_charge(struct qcow2blk_dev *dev, struct qcow2_err *err);
+void qcow2blk_budget_uncharge(struct qcow2blk_dev *dev);
+int qcow2blk_budget_check_resize(struct qcow2blk_dev *dev, u64 more);
+void qcow2blk_budget_recharge(struct qcow2blk_dev *dev);
+u64 qcow2blk_dev_released(struct qcow2blk_dev *dev);
 extern const struct attribute_group *qcow2blk_attr_groups[];
 
 /* main.c */

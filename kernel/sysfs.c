@@ -122,6 +122,11 @@ QCOW2BLK_SHOW(l2_tables_allocated, "%llu",
 QCOW2BLK_SHOW(meta_flushes, "%llu", qcow2blk_write_stats(dev).meta_flushes);
 QCOW2BLK_SHOW(overlaps, "%llu", qcow2blk_write_stats(dev).overlaps);
 
+/* The module-wide cache budget (budget.c). */
+QCOW2BLK_SHOW(cache_charged_bytes, "%llu", READ_ONCE(dev->cache_charge));
+QCOW2BLK_SHOW(cache_shrunk, "%d", READ_ONCE(dev->cache_shrunk));
+QCOW2BLK_SHOW(cache_released, "%llu", qcow2blk_dev_released(dev));
+
 #define QCOW2BLK_SHOW_MC(name)						\
 static ssize_t map_cache_##name##_show(struct device *d,		\
 				       struct device_attribute *attr,	\
@@ -193,6 +198,9 @@ static struct attribute *qcow2blk_attrs[] = {
 	&dev_attr_l2_tables_allocated.attr,
 	&dev_attr_meta_flushes.attr,
 	&dev_attr_overlaps.attr,
+	&dev_attr_cache_charged_bytes.attr,
+	&dev_attr_cache_shrunk.attr,
+	&dev_attr_cache_released.attr,
 	NULL,
 };
 

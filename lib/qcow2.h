@@ -365,6 +365,7 @@ struct qcow2_cache_stats {
 	u64 hits;		/* lookups served from memory */
 	u64 misses;		/* lookups that found nothing */
 	u64 evictions;		/* slots reused for another key */
+	u64 released;		/* clean slots whose memory was returned */
 };
 
 struct qcow2_cache {
@@ -380,6 +381,13 @@ struct qcow2_cache {
 	s32 lru_head;			/* most recently used, -1 if empty */
 	s32 lru_tail;			/* least recently used */
 	s32 free_head;			/* first slot holding nothing */
+	/*
+	 * Slots whose buffer was given back under memory pressure
+	 * (qcow2_cache_shrink()), linked through lru_next; a later reserve
+	 * gives one a buffer again when memory allows.
+	 */
+	s32 bare_head;
+	u32 nr_bare;
 	struct qcow2_cache_stats stats;
 };
 
@@ -613,6 +621,9 @@ u64 qcow2_l2c_bytes(const struct qcow2_image *img);
 
 /** qcow2_l2c_get_stats() - snapshot the L2 cache counters */
 void qcow2_l2c_get_stats(struct qcow2_image *img, struct qcow2_cache_stats *st);
+u64 qcow2_image_shrinkable(struct qcow2_image *img);
+u64 qcow2_image_shrink(struct qcow2_image *img, u64 nr);
+u64 qcow2_image_released(struct qcow2_image *img);
 
 /* ---- Writing (qcow2_write.c) ------------------------------------------ */
 
@@ -862,6 +873,15 @@ int qcow2_cache_writeback_unlocked(struct qcow2_cache *c,
 					     const u8 *data, u32 bytes),
 				   void *arg);
 bool qcow2_cache_drop(struct qcow2_cache *c, u64 key);
+u32 qcow2_cache_shrinkable(const struct qcow2_cache *c, u32 keep);
+u32 qcow2_cache_shrink(struct qcow2_cache *c, u32 nr, u32 keep);
+
+/* Slots that hold a buffer: the capacity left after shrinking. */
+static inline u32 qcow2_cache_capacity(const struct qcow2_cache *c)
+{
+	return c->nr_slots - READ_ONCE(c->nr_bare);
+}
+
 bool qcow2_cache_is_dirty(const struct qcow2_cache *c, u64 key);
 
 /**
@@ -926,6 +946,7 @@ void qcow2_bitmaps_close(struct qcow2_image *img);
 int qcow2_bitmaps_enter(struct qcow2_image *img);
 void qcow2_bitmaps_mark(struct qcow2_image *img, u64 off, u64 len);
 int qcow2_bitmaps_store(struct qcow2_image *img);
+int qcow2_write_finish(struct qcow2_image *img);
 
 /**
  * __qcow2_l2c_get() - find or read one L2 slice

@@ -172,6 +172,19 @@ static s32 cache_take_slot(struct qcow2_cache *c)
 		c->slots[i].lru_next = QCOW2_CACHE_NONE;
 		return i;
 	}
+	/* A slot shrunk earlier grows back while memory allows. */
+	i = c->bare_head;
+	if (i != QCOW2_CACHE_NONE) {
+		u8 *data = qcow2_alloc_cache_try(c->slot_bytes);
+
+		if (data) {
+			c->bare_head = c->slots[i].lru_next;
+			c->slots[i].lru_next = QCOW2_CACHE_NONE;
+			c->slots[i].data = data;
+			WRITE_ONCE(c->nr_bare, c->nr_bare - 1);
+			return i;
+		}
+	}
 	i = c->lru_tail;
 	while (i != QCOW2_CACHE_NONE && c->slots[i].dirty)
 		i = c->slots[i].lru_prev;
@@ -227,7 +240,7 @@ int qcow2_cache_init(struct qcow2_cache *c, u32 slot_bytes, u32 nr_slots)
 	c->nr_slots = nr_slots;
 	c->nr_buckets = nr_buckets;
 	for (i = 0; i < nr_slots; i++) {
-		c->slots[i].data = qcow2_alloc_io(slot_bytes);
+		c->slots[i].data = qcow2_alloc_cache(slot_bytes);
 		if (!c->slots[i].data)
 			goto free_data;
 		c->slots[i].hash_next = QCOW2_CACHE_NONE;
@@ -238,6 +251,7 @@ int qcow2_cache_init(struct qcow2_cache *c, u32 slot_bytes, u32 nr_slots)
 	for (i = 0; i < nr_buckets; i++)
 		c->buckets[i] = QCOW2_CACHE_NONE;
 	c->free_head = 0;
+	c->bare_head = QCOW2_CACHE_NONE;
 	c->lru_head = QCOW2_CACHE_NONE;
 	c->lru_tail = QCOW2_CACHE_NONE;
 	return 0;
@@ -530,4 +544,67 @@ bool qcow2_cache_drop(struct qcow2_cache *c, u64 key)
 	c->nr_used--;
 	cache_put_free(c, i);
 	return true;
+}
+
+/* Slots that must keep their buffers: dirty, loading, reserved, @keep. */
+static u32 cache_keep(const struct qcow2_cache *c, u32 keep)
+{
+	u32 busy = c->nr_slots - c->nr_bare - (c->nr_used - c->nr_dirty);
+
+	/* busy counts the dirty, the free and the reserved slots. */
+	return max_t(u32, keep, QCOW2_CACHE_MIN_SLOTS) + busy;
+}
+
+/**
+ * qcow2_cache_shrinkable() - how many slots qcow2_cache_shrink() could free
+ * @c: cache, owner's lock held (or a racy estimate without it)
+ * @keep: slots that must keep a buffer besides the dirty and busy ones
+ *
+ * Return: clean slots in use beyond @keep (free slots are not counted:
+ * the next miss would take them).
+ */
+u32 qcow2_cache_shrinkable(const struct qcow2_cache *c, u32 keep)
+{
+	u32 have = c->nr_slots - c->nr_bare;
+	u32 need = cache_keep(c, keep);
+
+	return have > need ? have - need : 0;
+}
+
+/**
+ * qcow2_cache_shrink() - give back the buffers of clean slots
+ * @c: cache, owner's lock held
+ * @nr: slots wanted
+ * @keep: clean slots to leave with buffers, besides the dirty and busy ones
+ *
+ * Takes the least recently used clean slots first; dirty and loading slots
+ * are never touched, so no write-back is needed. The slots stay part of the
+ * cache, bare, until a reserve can give them a buffer again.
+ *
+ * Context: owner's lock held; frees memory, never sleeps for I/O.
+ * Return: slots given back.
+ */
+u32 qcow2_cache_shrink(struct qcow2_cache *c, u32 nr, u32 keep)
+{
+	u32 done = 0, can = qcow2_cache_shrinkable(c, keep);
+	s32 i = c->lru_tail, prev;
+
+	nr = min_t(u32, nr, can);
+	while (done < nr && i != QCOW2_CACHE_NONE) {
+		prev = c->slots[i].lru_prev;
+		if (!c->slots[i].dirty) {
+			cache_lru_unlink(c, i);
+			cache_hash_remove(c, i);
+			c->nr_used--;
+			qcow2_free_io(c->slots[i].data);
+			c->slots[i].data = NULL;
+			c->slots[i].lru_next = c->bare_head;
+			c->bare_head = i;
+			WRITE_ONCE(c->nr_bare, c->nr_bare + 1);
+			done++;
+		}
+		i = prev;
+	}
+	c->stats.released += done;
+	return done;
 }

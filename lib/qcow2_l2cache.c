@@ -195,3 +195,67 @@ void qcow2_l2c_get_stats(struct qcow2_image *img, struct qcow2_cache_stats *st)
 	*st = img->l2c.stats;
 	qcow2_mutex_unlock(&img->l2c_lock);
 }
+
+/**
+ * qcow2_image_shrinkable() - cached slices memory pressure could take back
+ * @img: open image
+ *
+ * Context: any; an estimate read without locks (for a shrinker's count).
+ * Return: clean L2 (and refcount) slices beyond what must stay cached.
+ */
+u64 qcow2_image_shrinkable(struct qcow2_image *img)
+{
+	u64 n = qcow2_cache_shrinkable(&img->l2c, READ_ONCE(img->l2c.nr_dirty));
+
+	if (img->writable)
+		n += qcow2_cache_shrinkable(&img->rc,
+					    READ_ONCE(img->rc.nr_dirty));
+	return n;
+}
+
+/**
+ * qcow2_image_shrink() - give back the memory of up to @nr clean slices
+ * @img: open image
+ * @nr: slices wanted
+ *
+ * L2 slices first, then refcount slices. As many clean slices as dirty
+ * ones stay cached, so readers always find a clean slot to reuse and
+ * writers keep their room (see qcow2_write.c); nothing is written back.
+ *
+ * Context: may be called from memory reclaim: only tries the locks
+ * (l2c_lock, wlock) and gives up on a busy one, never sleeps for I/O.
+ * Return: slices given back.
+ */
+u64 qcow2_image_shrink(struct qcow2_image *img, u64 nr)
+{
+	u64 done = 0;
+
+	if (qcow2_mutex_trylock(&img->l2c_lock)) {
+		done = qcow2_cache_shrink(&img->l2c,
+					  min_t(u64, nr, 0xffffffffU),
+					  img->l2c.nr_dirty);
+		qcow2_mutex_unlock(&img->l2c_lock);
+	}
+	if (done < nr && img->writable && qcow2_mutex_trylock(&img->wlock)) {
+		done += qcow2_cache_shrink(&img->rc,
+					   min_t(u64, nr - done, 0xffffffffU),
+					   img->rc.nr_dirty);
+		qcow2_mutex_unlock(&img->wlock);
+	}
+	return done;
+}
+
+/**
+ * qcow2_image_released() - slices given back under memory pressure so far
+ * @img: open image
+ *
+ * Context: any; counters read without locks.
+ */
+u64 qcow2_image_released(struct qcow2_image *img)
+{
+	u64 n = READ_ONCE(img->l2c.stats.released);
+
+	if (img->writable)
+		n += READ_ONCE(img->rc.stats.released);
+	return n;
+}

@@ -564,10 +564,7 @@ fail:
 void qcow2_write_close(struct qcow2_image *img)
 {
 	if (img->writable) {
-		qcow2_flush(img);
-		qcow2_mutex_lock(&img->wlock);
-		qcow2_bitmaps_store(img);
-		qcow2_mutex_unlock(&img->wlock);
+		qcow2_write_finish(img);
 		qcow2_waitq_destroy(&img->inflight_wq);
 		qcow2_mutex_destroy(&img->wlock);
 		img->writable = false;
@@ -605,6 +602,29 @@ int qcow2_flush(struct qcow2_image *img)
 	/* Frees applied above wrote refcounts: one more pass settles them. */
 	if (!ret && (img->rc.nr_dirty || img->nr_frees))
 		ret = qcow2_meta_flush(img);
+	qcow2_mutex_unlock(&img->wlock);
+	return ret;
+}
+
+/**
+ * qcow2_write_finish() - the last flush: data, metadata, bitmaps
+ * @img: writable image with no write in flight or to come
+ *
+ * qcow2_flush(), then the persistent bitmaps are stored and marked
+ * consistent again (qcow2_bitmaps_store()). Called again (or by
+ * qcow2_write_close()) it only flushes.
+ *
+ * Context: may sleep; takes wlock.
+ * Return: 0 or the -errno of the failing step.
+ */
+int qcow2_write_finish(struct qcow2_image *img)
+{
+	int ret = qcow2_flush(img);
+
+	if (ret)
+		return ret;
+	qcow2_mutex_lock(&img->wlock);
+	ret = qcow2_bitmaps_store(img);
 	qcow2_mutex_unlock(&img->wlock);
 	return ret;
 }

@@ -58,6 +58,22 @@ static inline void qcow2_free_io(void *p)
 	kfree(p);
 }
 
+/*
+ * Cache slot buffers: charged to the memory cgroup of whoever sets the
+ * cache up; _try is for the I/O path under memory pressure, where failing
+ * is fine (an older slot is reused instead).
+ */
+static inline void *qcow2_alloc_cache(size_t size)
+{
+	return kmalloc(size, GFP_NOIO | __GFP_ACCOUNT);
+}
+
+static inline void *qcow2_alloc_cache_try(size_t size)
+{
+	return kmalloc(size, GFP_NOIO | __GFP_ACCOUNT | __GFP_NOWARN |
+		       __GFP_NORETRY);
+}
+
 struct qcow2_mutex {
 	struct mutex m;		/* the lock; users document what it guards */
 };
@@ -66,6 +82,7 @@ struct qcow2_mutex {
 #define qcow2_mutex_destroy(l)	mutex_destroy(&(l)->m)
 #define qcow2_mutex_lock(l)	mutex_lock(&(l)->m)
 #define qcow2_mutex_unlock(l)	mutex_unlock(&(l)->m)
+#define qcow2_mutex_trylock(l)	mutex_trylock(&(l)->m)
 #define qcow2_mutex_assert_held(l) lockdep_assert_held(&(l)->m)
 
 /*
@@ -220,6 +237,9 @@ static inline void qcow2_free_io(void *p)
 	free(p);
 }
 
+#define qcow2_alloc_cache(size)		qcow2_alloc_io(size)
+#define qcow2_alloc_cache_try(size)	qcow2_alloc_io(size)
+
 struct qcow2_mutex {
 	pthread_mutex_t m;
 };
@@ -228,6 +248,7 @@ struct qcow2_mutex {
 #define qcow2_mutex_destroy(l)	pthread_mutex_destroy(&(l)->m)
 #define qcow2_mutex_lock(l)	pthread_mutex_lock(&(l)->m)
 #define qcow2_mutex_unlock(l)	pthread_mutex_unlock(&(l)->m)
+#define qcow2_mutex_trylock(l)	(pthread_mutex_trylock(&(l)->m) == 0)
 #define qcow2_mutex_assert_held(l) do { } while (0)
 
 struct qcow2_waitq {

@@ -164,9 +164,8 @@ static int rc_slice(struct qcow2_image *img, u64 cl, bool dirty, u8 **data,
 	/* A block unaligned or past the end of the file: corrupt, as QEMU. */
 	if (rte != rb_off || (rb_off & (img->h.cluster_size - 1)) ||
 	    rb_off >= img->alloc_end) {
-		qcow2_log_ratelimited("refcount table at %#llx, index %llu: block %#llx %s: image corrupt",
-				      img->h.refcount_table_offset, rt_idx, rte,
-				      rte == rb_off && rb_off < img->alloc_end ?
+		qcow2_log_ratelimited("refcount table entry %llu: block %#llx %s: image corrupt",
+				      rt_idx, rte, rte == rb_off && rb_off < img->alloc_end ?
 				      "not cluster aligned" :
 				      "past the end of the file");
 		return qcow2_mark_corrupt(img);

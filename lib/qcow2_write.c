@@ -236,7 +236,8 @@ static u8 *w_dirty(struct qcow2_image *img, u64 slice_off)
  */
 static int w_dirty_room(struct qcow2_image *img)
 {
-	u32 slots = img->l2c.nr_slots;
+	/* Slots shrunk under memory pressure do not count. */
+	u32 slots = qcow2_cache_capacity(&img->l2c);
 
 	/*
 	 * A cache that holds every L2 slice of the disk needs no room kept:
@@ -354,7 +355,7 @@ static int check_data(struct qcow2_image *img, u64 host, u64 len)
 /* After a step: keep half the L2 cache clean, bound pending frees. */
 static int w_pressure(struct qcow2_image *img)
 {
-	if (img->rc.nr_dirty * 2 > img->rc.nr_slots)
+	if (img->rc.nr_dirty * 2 > qcow2_cache_capacity(&img->rc))
 		return qcow2_meta_flush(img);
 	return 0;
 }

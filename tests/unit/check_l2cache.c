@@ -274,6 +274,53 @@ START_TEST(writeback_sorted)
 }
 END_TEST
 
+/*
+ * Shrinking gives back clean slots only, least recently used first, keeps
+ * as many clean as asked, and bare slots come back on later misses.
+ */
+START_TEST(shrink_clean_only)
+{
+	struct wb_log log = { .fail_key = ~0ULL };
+	struct qcow2_cache c;
+	u32 i;
+	s32 slot;
+
+	ck_assert_int_eq(qcow2_cache_init(&c, 512, 8), 0);
+	for (i = 0; i < 8; i++) {
+		ck_assert_ptr_nonnull(qcow2_cache_reserve(&c, &slot));
+		qcow2_cache_publish(&c, slot, i * 512);
+	}
+	/* Keys 0 and 1 dirty; key 7 most recently used. */
+	ck_assert_ptr_nonnull(qcow2_cache_lookup_dirty(&c, 0));
+	ck_assert_ptr_nonnull(qcow2_cache_lookup_dirty(&c, 512));
+	ck_assert_ptr_nonnull(qcow2_cache_lookup(&c, 7 * 512));
+	/* 6 clean; keep 2 besides the 2 dirty ones. */
+	ck_assert_uint_eq(qcow2_cache_shrinkable(&c, 2), 4);
+	ck_assert_uint_eq(qcow2_cache_shrink(&c, 100, 2), 4);
+	ck_assert_uint_eq(qcow2_cache_capacity(&c), 4);
+	ck_assert_uint_eq(c.stats.released, 4);
+	ck_assert_uint_eq(qcow2_cache_shrinkable(&c, 2), 0);
+	ck_assert_uint_eq(qcow2_cache_shrink(&c, 100, 2), 0);
+	/* Dirty slots and the most recent clean ones stayed. */
+	ck_assert_ptr_nonnull(qcow2_cache_lookup(&c, 0));
+	ck_assert_ptr_nonnull(qcow2_cache_lookup(&c, 512));
+	ck_assert_ptr_nonnull(qcow2_cache_lookup(&c, 7 * 512));
+	ck_assert_ptr_null(qcow2_cache_lookup(&c, 2 * 512));
+	ck_assert_uint_eq(c.nr_dirty, 2);
+	ck_assert_int_eq(qcow2_cache_writeback(&c, wb_record, &log), 0);
+	ck_assert_uint_eq(log.n, 2);
+	/* Misses grow bare slots back before evicting anything. */
+	for (i = 0; i < 4; i++) {
+		ck_assert_ptr_nonnull(qcow2_cache_reserve(&c, &slot));
+		qcow2_cache_publish(&c, slot, (20 + i) * 512);
+	}
+	ck_assert_uint_eq(qcow2_cache_capacity(&c), 8);
+	ck_assert_ptr_nonnull(qcow2_cache_lookup(&c, 7 * 512));
+	ck_assert_uint_eq(c.stats.evictions, 0);
+	qcow2_cache_destroy(&c);
+}
+END_TEST
+
 static Suite *l2cache_suite(void)
 {
 	Suite *s = suite_create("l2cache");
@@ -288,6 +335,7 @@ static Suite *l2cache_suite(void)
 	tcase_add_test(tc, results_independent_of_size);
 	tcase_add_test(tc, loading_slot);
 	tcase_add_test(tc, writeback_sorted);
+	tcase_add_test(tc, shrink_clean_only);
 	suite_add_tcase(s, tc);
 	return s;
 }
