@@ -168,18 +168,23 @@ void qcow2blk_budget_uncharge(struct qcow2blk_dev *dev)
 }
 
 /**
- * qcow2blk_budget_check_resize() - may a cache of @dev grow by @more bytes?
+ * qcow2blk_budget_reserve() - room for a cache of @dev to grow by @more
  * @dev: attached device
- * @more: bytes the resize adds (0 when it shrinks)
+ * @more: bytes the resize may add (0 when it shrinks)
+ *
+ * Charged at once, so that resizes of other devices meanwhile see it;
+ * qcow2blk_budget_recharge() settles the charge after the resize.
  *
  * Context: qcow2blk_ctl_mutex held.
- * Return: 0 or -ENOMEM.
+ * Return: 0 or -ENOMEM (nothing charged).
  */
-int qcow2blk_budget_check_resize(struct qcow2blk_dev *dev, u64 more)
+int qcow2blk_budget_reserve(struct qcow2blk_dev *dev, u64 more)
 {
 	lockdep_assert_held(&qcow2blk_ctl_mutex);
 	if (qcow2blk_cache_used + more > qcow2blk_budget_bytes())
 		return -ENOMEM;
+	dev->cache_charge += more;
+	WRITE_ONCE(qcow2blk_cache_used, qcow2blk_cache_used + more);
 	return 0;
 }
 

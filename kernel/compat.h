@@ -130,8 +130,21 @@ static void release_fn##_cb(struct gendisk *disk, fmode_t mode)	\
  * Shrinkers are allocated by the kernel since 6.7 (shrinker_alloc());
  * before, the driver embeds one and registers it.
  */
+#define QCOW2BLK_SHRINK_BATCH	32
+
 typedef unsigned long (*qcow2blk_shrink_fn)(struct shrinker *,
 					    struct shrink_control *);
+
+static inline void qcow2blk_shrinker_setup(struct shrinker *s,
+					   qcow2blk_shrink_fn count,
+					   qcow2blk_shrink_fn scan)
+{
+	s->count_objects = count;
+	s->scan_objects = scan;
+	s->seeks = DEFAULT_SEEKS;
+	/* Slices are small and few: scan them in small batches. */
+	s->batch = QCOW2BLK_SHRINK_BATCH;
+}
 
 #ifdef QCOW2BLK_HAVE_SHRINKER_ALLOC
 static inline struct shrinker *
@@ -140,12 +153,10 @@ qcow2blk_shrinker_create(const char *name, qcow2blk_shrink_fn count,
 {
 	struct shrinker *s = shrinker_alloc(0, "%s", name);
 
-	if (!s)
-		return NULL;
-	s->count_objects = count;
-	s->scan_objects = scan;
-	s->seeks = DEFAULT_SEEKS;
-	shrinker_register(s);
+	if (s) {
+		qcow2blk_shrinker_setup(s, count, scan);
+		shrinker_register(s);
+	}
 	return s;
 }
 
@@ -162,9 +173,7 @@ qcow2blk_shrinker_create(const char *name, qcow2blk_shrink_fn count,
 
 	if (!s)
 		return NULL;
-	s->count_objects = count;
-	s->scan_objects = scan;
-	s->seeks = DEFAULT_SEEKS;
+	qcow2blk_shrinker_setup(s, count, scan);
 	if (register_shrinker(s, "%s", name)) {
 		kfree(s);
 		return NULL;

@@ -28,7 +28,13 @@
 
 #include "qcow2blk_priv.h"
 
-/* Serializes attach, detach and resize; protects the device table. */
+/*
+ * Protects the device table, each device's ctl_state, pending and the
+ * references the table hands out. Held only for short table work: never
+ * across image I/O (attach reads headers, detach flushes, SET writes back
+ * with it dropped), so one slow image file does not stall the control of
+ * other devices. The netlink family runs with parallel_ops.
+ */
 DEFINE_MUTEX(qcow2blk_ctl_mutex);
 static DEFINE_XARRAY_ALLOC(qcow2blk_devs);	/* index -> device */
 static int qcow2blk_major;
@@ -149,15 +155,58 @@ static const struct block_device_operations qcow2blk_fops = {
  * qcow2blk_dev_find() - look up a device by index
  * @index: N of /dev/qcowN
  *
+ * Devices still being attached or already being detached are not found.
+ *
  * Context: qcow2blk_ctl_mutex held, so the device cannot go away.
  * Return: the device or NULL.
  */
 struct qcow2blk_dev *qcow2blk_dev_find(int index)
 {
+	struct qcow2blk_dev *dev;
+
 	lockdep_assert_held(&qcow2blk_ctl_mutex);
 	if (index < 0)
 		return NULL;
-	return xa_load(&qcow2blk_devs, index);
+	dev = xa_load(&qcow2blk_devs, index);
+	return dev && dev->ctl_state == QCOW2BLK_CTL_READY ? dev : NULL;
+}
+
+/**
+ * qcow2blk_dev_get() - look up a device and take a reference to it
+ * @index: N of /dev/qcowN
+ *
+ * For control work done without qcow2blk_ctl_mutex: the caller takes
+ * dev->ctl_lock and checks that ctl_state is still READY, and drops the
+ * reference with qcow2blk_dev_put().
+ *
+ * Context: process context; takes qcow2blk_ctl_mutex.
+ * Return: the device or NULL.
+ */
+struct qcow2blk_dev *qcow2blk_dev_get(int index)
+{
+	struct qcow2blk_dev *dev;
+
+	mutex_lock(&qcow2blk_ctl_mutex);
+	dev = qcow2blk_dev_find(index);
+	if (dev)
+		kref_get(&dev->ref);
+	mutex_unlock(&qcow2blk_ctl_mutex);
+	return dev;
+}
+
+static void qcow2blk_dev_release(struct kref *ref)
+{
+	struct qcow2blk_dev *dev = container_of(ref, struct qcow2blk_dev, ref);
+
+	mutex_destroy(&dev->ctl_lock);
+	mutex_destroy(&dev->lock);
+	kfree(dev);
+}
+
+/* Drop a reference from qcow2blk_dev_get() or qcow2blk_dev_attach(). */
+void qcow2blk_dev_put(struct qcow2blk_dev *dev)
+{
+	kref_put(&dev->ref, qcow2blk_dev_release);
 }
 
 /**
@@ -169,8 +218,15 @@ struct qcow2blk_dev *qcow2blk_dev_find(int index)
  */
 struct qcow2blk_dev *qcow2blk_dev_next(unsigned long *index)
 {
+	struct qcow2blk_dev *dev;
+
 	lockdep_assert_held(&qcow2blk_ctl_mutex);
-	return xa_find(&qcow2blk_devs, index, ULONG_MAX, XA_PRESENT);
+	for (;;) {
+		dev = xa_find(&qcow2blk_devs, index, ULONG_MAX, XA_PRESENT);
+		if (!dev || dev->ctl_state == QCOW2BLK_CTL_READY)
+			return dev;
+		(*index)++;
+	}
 }
 
 static int qcow2blk_init_tag_set(struct qcow2blk_dev *dev)
@@ -328,12 +384,28 @@ static bool qcow2blk_seen_above(const struct qcow2blk_attach *a, u32 layer,
 	return false;
 }
 
-/* Does @dev use @inode as the image or data file of any layer? */
+/*
+ * Does @dev use @inode as the image or data file of any layer? A device
+ * being attached is judged by the files of its attach request.
+ */
 static bool qcow2blk_dev_uses(struct qcow2blk_dev *dev, struct inode *inode,
 			      bool top_only)
 {
-	u32 i, n = top_only ? 1 : dev->nr_layers;
+	u32 i, n;
 
+	if (dev->pending) {
+		const struct qcow2blk_attach *a = dev->pending;
+
+		n = top_only ? 1 : a->nr_layers;
+		for (i = 0; i < n; i++) {
+			if (qcow2blk_file_id(a->layers[i].file) == inode ||
+			    (a->layers[i].data_file &&
+			     qcow2blk_file_id(a->layers[i].data_file) == inode))
+				return true;
+		}
+		return false;
+	}
+	n = top_only ? 1 : dev->nr_layers;
 	for (i = 0; i < n; i++) {
 		if (qcow2blk_file_id(dev->layers[i].file) == inode ||
 		    (dev->layers[i].data_file &&
@@ -357,7 +429,9 @@ static int qcow2blk_check_busy(const struct qcow2blk_attach *a,
 	u32 i, j;
 
 	lockdep_assert_held(&qcow2blk_ctl_mutex);
-	while ((dev = qcow2blk_dev_next(&index))) {
+	/* Every device: those being attached or detached hold files too. */
+	while ((dev = xa_find(&qcow2blk_devs, &index, ULONG_MAX,
+			      XA_PRESENT))) {
 		for (i = 0; i < a->nr_layers; i++) {
 			for (j = 0; j < 2; j++) {
 				struct file *f = j ? a->layers[i].data_file :
@@ -371,9 +445,9 @@ static int qcow2blk_check_busy(const struct qcow2blk_attach *a,
 				    (dev->writable &&
 				     qcow2blk_dev_uses(dev, inode, true))) {
 					snprintf(err->msg, sizeof(err->msg),
-						 "layer %u: %s is in use by %s%s",
+						 "layer %u: %s is in use by qcow%d%s",
 						 i, j ? "data file" : "image",
-						 dev->disk->disk_name,
+						 dev->index,
 						 dev->writable ?
 						 " (attached read-write)" : "");
 					return -EBUSY;
@@ -445,7 +519,7 @@ static int qcow2blk_check_attach(const struct qcow2blk_attach *a,
 			return -ELOOP;
 		}
 	}
-	return qcow2blk_check_busy(a, err);
+	return 0;
 }
 
 /* Take file references and describe every layer for the engine. */
@@ -514,15 +588,57 @@ static void qcow2blk_put_layers(struct qcow2blk_dev *dev)
 	dev->layers = NULL;
 }
 
+/* Take the table's place for @dev: busy checks, then the index. */
+static int qcow2blk_dev_reserve(struct qcow2blk_dev *dev,
+				const struct qcow2blk_attach *a,
+				struct qcow2_err *err)
+{
+	struct xa_limit limit = XA_LIMIT(0, QCOW2BLK_MAX_DEVICES - 1);
+	u32 index;
+	int ret;
+
+	mutex_lock(&qcow2blk_ctl_mutex);
+	ret = qcow2blk_check_busy(a, err);
+	if (ret)
+		goto out;
+	if (a->index >= 0) {
+		index = a->index;
+		ret = xa_insert(&qcow2blk_devs, index, dev, GFP_KERNEL);
+		if (ret == -EBUSY)
+			qcow2blk_err(err, "device index already in use");
+	} else {
+		ret = xa_alloc(&qcow2blk_devs, &index, dev, limit, GFP_KERNEL);
+		if (ret == -EBUSY)
+			qcow2blk_err(err, "no free device index");
+	}
+	if (!ret)
+		dev->index = index;
+out:
+	mutex_unlock(&qcow2blk_ctl_mutex);
+	return ret;
+}
+
+/* Give the table's place back; @dev was never announced. */
+static void qcow2blk_dev_unreserve(struct qcow2blk_dev *dev)
+{
+	mutex_lock(&qcow2blk_ctl_mutex);
+	xa_erase(&qcow2blk_devs, dev->index);
+	mutex_unlock(&qcow2blk_ctl_mutex);
+}
+
 /**
  * qcow2blk_dev_attach() - create /dev/qcowN for an image or a chain
  * @a: the open files of every layer and the attach options
  * @err: reason on failure
  *
  * Everything that can be refused is checked before the disk is announced.
+ * The device takes its index first (as ATTACHING: not found by lookups,
+ * but its files count for the busy checks of other attaches), then opens
+ * the chain and builds the disk with no global lock held.
  *
- * Context: process context, qcow2blk_ctl_mutex held.
- * Return: the new device or an ERR_PTR().
+ * Context: process context; takes qcow2blk_ctl_mutex for table work only.
+ * Return: the new device, READY, with a reference for the caller
+ * (qcow2blk_dev_put()), or an ERR_PTR().
  */
 struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 					 struct qcow2_err *err)
@@ -535,13 +651,10 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 		.snapshot = a->snapshot,
 	};
 	struct qcow2_io data_io = { };
-	struct xa_limit limit = XA_LIMIT(0, QCOW2BLK_MAX_DEVICES - 1);
 	struct qcow2_layer_desc *desc;
 	struct qcow2blk_dev *dev;
-	u32 index;
 	int ret;
 
-	lockdep_assert_held(&qcow2blk_ctl_mutex);
 	ret = qcow2blk_check_attach(a, err);
 	if (ret)
 		return ERR_PTR(ret);
@@ -549,30 +662,39 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 	dev = kzalloc(sizeof(*dev), GFP_KERNEL);
 	desc = kcalloc(a->nr_layers, sizeof(*desc), GFP_KERNEL);
 	if (!dev || !desc) {
-		ret = -ENOMEM;
-		goto out_free;
+		kfree(dev);
+		kfree(desc);
+		return ERR_PTR(-ENOMEM);
 	}
 	mutex_init(&dev->lock);
+	mutex_init(&dev->ctl_lock);
 	mutex_init(&dev->wbvec_lock);
+	kref_init(&dev->ref);
 	INIT_LIST_HEAD(&dev->shrink_node);
 	qcow2blk_epoch_init(&dev->epoch);
 	dev->flags = a->flags;
 	dev->index = -1;
 	dev->writable = !(a->flags & QCOW2BLK_F_READ_ONLY);
+	dev->ctl_state = QCOW2BLK_CTL_ATTACHING;
+	dev->pending = a;
+
+	ret = qcow2blk_dev_reserve(dev, a, err);
+	if (ret)
+		goto out_free;
 	if (dev->writable) {
 		opts.flags |= QCOW2_OPEN_WRITABLE;
 		dev->wbvec = kcalloc(QCOW2BLK_WRITE_BVECS,
 				     sizeof(*dev->wbvec), GFP_KERNEL);
 		if (!dev->wbvec) {
 			ret = -ENOMEM;
-			goto out_free;
+			goto out_unreserve;
 		}
 	}
 	if (a->snapshot) {
 		dev->snapshot = kstrdup(a->snapshot, GFP_KERNEL);
 		if (!dev->snapshot) {
 			ret = -ENOMEM;
-			goto out_free;
+			goto out_unreserve;
 		}
 	}
 
@@ -603,30 +725,19 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 	}
 
 	ret = qcow2blk_pick_sector_size(dev, a->sector_size, err);
-	if (!ret)
-		ret = qcow2blk_budget_charge(dev, err);
 	if (ret)
 		goto out_close_chain;
-
-	if (a->index >= 0) {
-		index = a->index;
-		ret = xa_insert(&qcow2blk_devs, index, dev, GFP_KERNEL);
-		if (ret == -EBUSY)
-			qcow2blk_err(err, "device index already in use");
-	} else {
-		ret = xa_alloc(&qcow2blk_devs, &index, dev, limit, GFP_KERNEL);
-		if (ret == -EBUSY)
-			qcow2blk_err(err, "no free device index");
-	}
+	mutex_lock(&qcow2blk_ctl_mutex);
+	ret = qcow2blk_budget_charge(dev, err);
+	mutex_unlock(&qcow2blk_ctl_mutex);
 	if (ret)
 		goto out_close_chain;
-	dev->index = index;
 
 	dev->wq = alloc_workqueue("qcow2blk%d", WQ_MEM_RECLAIM | WQ_UNBOUND,
 				  0, dev->index);
 	if (!dev->wq) {
 		ret = -ENOMEM;
-		goto out_erase;
+		goto out_close_chain;
 	}
 
 	ret = qcow2blk_init_tag_set(dev);
@@ -643,6 +754,11 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 
 	__module_get(THIS_MODULE);
 	kfree(desc);
+	mutex_lock(&qcow2blk_ctl_mutex);
+	dev->pending = NULL;
+	dev->ctl_state = QCOW2BLK_CTL_READY;
+	kref_get(&dev->ref);
+	mutex_unlock(&qcow2blk_ctl_mutex);
 	pr_info("qcow2blk: %s: attached %pD (qcow2 v%u, %llu bytes, %u-byte clusters, %u layer(s), %s I/O, %s)\n",
 		dev->disk->disk_name, dev->layers[0].file,
 		qcow2blk_top(dev)->h.version, dev->chain.size,
@@ -657,22 +773,22 @@ out_free_tag_set:
 	blk_mq_free_tag_set(&dev->tag_set);
 out_destroy_wq:
 	destroy_workqueue(dev->wq);
-out_erase:
-	xa_erase(&qcow2blk_devs, dev->index);
 out_close_chain:
+	/* Off the shrinker's list before the caches go. */
+	mutex_lock(&qcow2blk_ctl_mutex);
 	qcow2blk_budget_uncharge(dev);
+	mutex_unlock(&qcow2blk_ctl_mutex);
 	qcow2blk_zcache_free(dev);
 	qcow2_chain_close(&dev->chain);
 out_put_layers:
 	qcow2blk_put_layers(dev);
+out_unreserve:
+	qcow2blk_dev_unreserve(dev);
 out_free:
-	if (dev) {
-		kfree(dev->wbvec);
-		kfree(dev->snapshot);
-		mutex_destroy(&dev->lock);
-	}
-	kfree(dev);
+	kfree(dev->wbvec);
+	kfree(dev->snapshot);
 	kfree(desc);
+	qcow2blk_dev_put(dev);
 	return ERR_PTR(ret);
 }
 
@@ -699,24 +815,35 @@ static void qcow2blk_dev_final_flush(struct qcow2blk_dev *dev)
 		       " (writing had stopped after an earlier error)" : "");
 }
 
-/* Tear down a device that is no longer reachable; nothing can open it. */
+/*
+ * Tear down a device that is no longer reachable (REMOVING); nothing can
+ * open it. The disk goes and the image is flushed with no global lock
+ * held; the table keeps the device (its files still count as in use)
+ * until the flush is done.
+ *
+ * Context: dev->ctl_lock held, qcow2blk_ctl_mutex not held.
+ */
 static void qcow2blk_dev_destroy(struct qcow2blk_dev *dev)
 {
+	lockdep_assert_held(&dev->ctl_lock);
 	del_gendisk(dev->disk);
 	/* No request is left in flight once the disk is gone. */
 	qcow2blk_dev_final_flush(dev);
 	pr_info("qcow2blk: %s: detached\n", dev->disk->disk_name);
+	mutex_lock(&qcow2blk_ctl_mutex);
+	qcow2blk_budget_uncharge(dev);
+	xa_erase(&qcow2blk_devs, dev->index);
+	mutex_unlock(&qcow2blk_ctl_mutex);
 	put_disk(dev->disk);
 	blk_mq_free_tag_set(&dev->tag_set);
 	destroy_workqueue(dev->wq);
-	qcow2blk_budget_uncharge(dev);
 	qcow2blk_zcache_free(dev);
 	qcow2_chain_close(&dev->chain);
 	qcow2blk_put_layers(dev);
 	kfree(dev->wbvec);
 	kfree(dev->snapshot);
-	mutex_destroy(&dev->lock);
-	kfree(dev);
+	dev->wbvec = NULL;
+	dev->snapshot = NULL;
 	module_put(THIS_MODULE);
 }
 
@@ -724,29 +851,37 @@ static void qcow2blk_dev_destroy(struct qcow2blk_dev *dev)
  * qcow2blk_dev_detach() - remove /dev/qcowN
  * @index: N
  *
- * Context: process context, qcow2blk_ctl_mutex held.
+ * Context: process context; takes qcow2blk_ctl_mutex for table work, and
+ * the device's ctl_lock (waiting for a SET under way) for the teardown.
  * Return: 0, -ENODEV (no such device) or -EBUSY (device is open).
  */
 int qcow2blk_dev_detach(int index)
 {
 	struct qcow2blk_dev *dev;
 
-	lockdep_assert_held(&qcow2blk_ctl_mutex);
+	mutex_lock(&qcow2blk_ctl_mutex);
 	dev = qcow2blk_dev_find(index);
-	if (!dev)
+	if (!dev) {
+		mutex_unlock(&qcow2blk_ctl_mutex);
 		return -ENODEV;
-
+	}
 	mutex_lock(&dev->lock);
 	if (dev->open_count) {
 		mutex_unlock(&dev->lock);
+		mutex_unlock(&qcow2blk_ctl_mutex);
 		return -EBUSY;
 	}
 	dev->removing = true;
 	mutex_unlock(&dev->lock);
+	dev->ctl_state = QCOW2BLK_CTL_REMOVING;
+	mutex_unlock(&qcow2blk_ctl_mutex);
 
-	xa_erase(&qcow2blk_devs, index);
+	mutex_lock(&dev->ctl_lock);
 	qcow2blk_nl_event(QCOW2BLK_EVENT_DETACHED, dev);
 	qcow2blk_dev_destroy(dev);
+	mutex_unlock(&dev->ctl_lock);
+	/* The table's reference. */
+	qcow2blk_dev_put(dev);
 	return 0;
 }
 

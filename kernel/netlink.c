@@ -419,7 +419,6 @@ static int qcow2blk_nl_attach(struct sk_buff *skb, struct genl_info *info)
 	if (ret)
 		goto out_put;
 
-	mutex_lock(&qcow2blk_ctl_mutex);
 	dev = qcow2blk_dev_attach(&a, &err);
 	if (IS_ERR(dev)) {
 		ret = PTR_ERR(dev);
@@ -431,17 +430,21 @@ static int qcow2blk_nl_attach(struct sk_buff *skb, struct genl_info *info)
 		QCOW2BLK_SET_ERR_MSG(info->extack,
 				     "image refused; the kernel log has the reason",
 				     err.msg);
-		goto out_unlock;
+		goto out_put;
 	}
-	ret = qcow2blk_nl_reply(info, dev, QCOW2BLK_CMD_ATTACH);
-	if (ret)
-		pr_warn("qcow2blk: %s: attached, but the reply was lost (%d): is the receive buffer too small?\n",
-			dev->disk->disk_name, ret);
-	qcow2blk_nl_event(QCOW2BLK_EVENT_ATTACHED, dev);
+	/* A detach may already have begun: it waits for ctl_lock. */
+	mutex_lock(&dev->ctl_lock);
+	if (dev->ctl_state == QCOW2BLK_CTL_READY) {
+		ret = qcow2blk_nl_reply(info, dev, QCOW2BLK_CMD_ATTACH);
+		if (ret)
+			pr_warn("qcow2blk: %s: attached, but the reply was lost (%d): is the receive buffer too small?\n",
+				dev->disk->disk_name, ret);
+		qcow2blk_nl_event(QCOW2BLK_EVENT_ATTACHED, dev);
+	}
+	mutex_unlock(&dev->ctl_lock);
+	qcow2blk_dev_put(dev);
 	/* The device exists; a lost reply does not undo it. */
 	ret = 0;
-out_unlock:
-	mutex_unlock(&qcow2blk_ctl_mutex);
 out_put:
 	qcow2blk_nl_put_files(&a);
 	return ret;
@@ -457,9 +460,7 @@ static int qcow2blk_nl_detach(struct sk_buff *skb, struct genl_info *info)
 	ret = qcow2blk_nl_get_index(info, &index);
 	if (ret)
 		return ret;
-	mutex_lock(&qcow2blk_ctl_mutex);
 	ret = qcow2blk_dev_detach(index);
-	mutex_unlock(&qcow2blk_ctl_mutex);
 	if (ret == -ENODEV)
 		NL_SET_ERR_MSG(info->extack, "no such device");
 	else if (ret == -EBUSY)
@@ -577,9 +578,14 @@ static int qcow2blk_nl_set(struct sk_buff *skb, struct genl_info *info)
 		return -EINVAL;
 	}
 
-	mutex_lock(&qcow2blk_ctl_mutex);
-	dev = qcow2blk_dev_find(index);
+	dev = qcow2blk_dev_get(index);
 	if (!dev) {
+		NL_SET_ERR_MSG(info->extack, "no such device");
+		return -ENODEV;
+	}
+	/* The resize writes back: no global lock, the device's own. */
+	mutex_lock(&dev->ctl_lock);
+	if (dev->ctl_state != QCOW2BLK_CTL_READY) {
 		NL_SET_ERR_MSG(info->extack, "no such device");
 		ret = -ENODEV;
 		goto out_unlock;
@@ -590,11 +596,12 @@ static int qcow2blk_nl_set(struct sk_buff *skb, struct genl_info *info)
 		ret = -EINVAL;
 		goto out_unlock;
 	}
-	if (qcow2blk_budget_check_resize(dev, qcow2blk_nl_set_growth(dev, l2,
-								     rc))) {
+	mutex_lock(&qcow2blk_ctl_mutex);
+	ret = qcow2blk_budget_reserve(dev, qcow2blk_nl_set_growth(dev, l2, rc));
+	mutex_unlock(&qcow2blk_ctl_mutex);
+	if (ret) {
 		NL_SET_ERR_MSG(info->extack,
 			       "the caches would exceed the module's cache memory budget (cache_budget_mb)");
-		ret = -ENOMEM;
 		goto out_unlock;
 	}
 	if (l2) {
@@ -603,22 +610,21 @@ static int qcow2blk_nl_set(struct sk_buff *skb, struct genl_info *info)
 		/* A writable image writes its dirty slices back first. */
 		ret = qcow2_l2c_resize(qcow2blk_top(dev), nla_get_u64(l2));
 		qcow2blk_writer_exit(state);
-		if (ret) {
+		if (ret)
 			NL_SET_ERR_MSG_ATTR(info->extack, l2,
 					    "cannot resize the L2 cache");
-			goto out_unlock;
-		}
 	}
-	if (rc) {
+	if (!ret && rc)
 		ret = qcow2blk_nl_set_rc(info, dev, rc);
-		if (ret)
-			goto out_unlock;
-	}
-	ret = qcow2blk_nl_reply(info, dev, QCOW2BLK_CMD_SET);
-out_unlock:
-	if (dev)
-		qcow2blk_budget_recharge(dev);
+	/* The charge follows the caches as they are now. */
+	mutex_lock(&qcow2blk_ctl_mutex);
+	qcow2blk_budget_recharge(dev);
 	mutex_unlock(&qcow2blk_ctl_mutex);
+	if (!ret)
+		ret = qcow2blk_nl_reply(info, dev, QCOW2BLK_CMD_SET);
+out_unlock:
+	mutex_unlock(&dev->ctl_lock);
+	qcow2blk_dev_put(dev);
 	return ret;
 }
 
@@ -681,6 +687,8 @@ static struct genl_family qcow2blk_genl_family __ro_after_init = {
 	.n_ops		= ARRAY_SIZE(qcow2blk_nl_ops),
 	.mcgrps		= qcow2blk_nl_mcgrps,
 	.n_mcgrps	= ARRAY_SIZE(qcow2blk_nl_mcgrps),
+	/* Handlers lock what they need; attach and SET do image I/O. */
+	.parallel_ops	= true,
 };
 
 /**

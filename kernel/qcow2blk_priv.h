@@ -7,8 +7,12 @@
  * Every lock of the driver and the engine, outermost first. Sleeping is
  * allowed under all but the spinlocks.
  *
- *   qcow2blk_ctl_mutex		device table, attach/detach/set, the
- *				cache budget's charges (budget.c)
+ *   qcow2blk_dev::ctl_lock	control work on one device without the
+ *				global mutex: SET, an attach's reply, a
+ *				detach's teardown (may do image I/O)
+ *   qcow2blk_ctl_mutex		device table, device ctl_state and
+ *				references, the cache budget's charges
+ *				(budget.c); never held across image I/O
  *   qcow2blk_shrink_lock		devices the shrinker may visit
  *				(budget.c); only tried in reclaim
  *   qcow2blk_dev::lock		open count and removal
@@ -165,6 +169,22 @@ struct qcow2blk_dev {
 	unsigned int open_count;	/* guarded by lock */
 	bool removing;			/* guarded by lock: no new opens */
 
+	/*
+	 * Control (main.c): ctl_state and pending change under
+	 * qcow2blk_ctl_mutex; ref counts the table's reference and each
+	 * control operation's (qcow2blk_dev_get()); ctl_lock serializes the
+	 * control work done without the global mutex (SET, the reply of an
+	 * attach, the teardown of a detach).
+	 */
+	enum {
+		QCOW2BLK_CTL_ATTACHING,	/* being built: not found by lookups */
+		QCOW2BLK_CTL_READY,
+		QCOW2BLK_CTL_REMOVING,	/* being torn down */
+	} ctl_state;
+	const struct qcow2blk_attach *pending;	/* ATTACHING: its request */
+	struct kref ref;
+	struct mutex ctl_lock;		/* see above: one device's control work */
+
 	/* Cache budget (budget.c): qcow2blk_ctl_mutex, list shrink_lock. */
 	u64 cache_charge;		/* bytes charged, 0 if none */
 	bool cache_shrunk;		/* made smaller to fit at attach */
@@ -198,7 +218,7 @@ int qcow2blk_budget_init(void);
 void qcow2blk_budget_exit(void);
 int qcow2blk_budget_charge(struct qcow2blk_dev *dev, struct qcow2_err *err);
 void qcow2blk_budget_uncharge(struct qcow2blk_dev *dev);
-int qcow2blk_budget_check_resize(struct qcow2blk_dev *dev, u64 more);
+int qcow2blk_budget_reserve(struct qcow2blk_dev *dev, u64 more);
 void qcow2blk_budget_recharge(struct qcow2blk_dev *dev);
 u64 qcow2blk_dev_released(struct qcow2blk_dev *dev);
 extern const struct attribute_group *qcow2blk_attr_groups[];
@@ -226,6 +246,8 @@ struct qcow2blk_dev *qcow2blk_dev_attach(const struct qcow2blk_attach *a,
 					 struct qcow2_err *err);
 int qcow2blk_dev_detach(int index);
 struct qcow2blk_dev *qcow2blk_dev_find(int index);
+struct qcow2blk_dev *qcow2blk_dev_get(int index);
+void qcow2blk_dev_put(struct qcow2blk_dev *dev);
 struct qcow2blk_dev *qcow2blk_dev_next(unsigned long *index);
 u64 qcow2blk_dev_state(struct qcow2blk_dev *dev);
 bool qcow2blk_dev_read_only(struct qcow2blk_dev *dev);

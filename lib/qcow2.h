@@ -36,6 +36,51 @@
 
 #include "qcow2_plat.h"
 
+/* What a qcow2_io callback returned, as 0 or -errno (> 0: short I/O). */
+static inline int qcow2_io_ret(int ret)
+{
+	return ret < 0 ? ret : (ret ? -EIO : 0);
+}
+
+/* Big-endian fields at any alignment, as the format stores them. */
+static inline u16 qcow2_get_be16(const u8 *p)
+{
+	__be16 v;
+
+	memcpy(&v, p, sizeof(v));
+	return be16_to_cpu(v);
+}
+
+static inline u32 qcow2_get_be32(const u8 *p)
+{
+	__be32 v;
+
+	memcpy(&v, p, sizeof(v));
+	return be32_to_cpu(v);
+}
+
+static inline u64 qcow2_get_be64(const u8 *p)
+{
+	__be64 v;
+
+	memcpy(&v, p, sizeof(v));
+	return be64_to_cpu(v);
+}
+
+static inline void qcow2_put_be32(u8 *p, u32 x)
+{
+	__be32 v = cpu_to_be32(x);
+
+	memcpy(p, &v, sizeof(v));
+}
+
+static inline void qcow2_put_be64(u8 *p, u64 x)
+{
+	__be64 v = cpu_to_be64(x);
+
+	memcpy(p, &v, sizeof(v));
+}
+
 /* ---- On-disk constants (docs/interop/qcow2.rst) ------------------------ */
 
 #define QCOW2_MAGIC			0x514649fbU	/* "QFI\xfb" */

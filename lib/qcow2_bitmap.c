@@ -51,42 +51,6 @@
 #define BMT_OFFSET_MASK		0x00fffffffffffe00ULL
 #define BMT_RESERVED_MASK	0xff000000000001feULL
 
-static u32 ld32(const u8 *p)
-{
-	__be32 v;
-
-	memcpy(&v, p, sizeof(v));
-	return be32_to_cpu(v);
-}
-
-static u16 ld16(const u8 *p)
-{
-	__be16 v;
-
-	memcpy(&v, p, sizeof(v));
-	return be16_to_cpu(v);
-}
-
-static u64 ld64(const u8 *p)
-{
-	__be64 v;
-
-	memcpy(&v, p, sizeof(v));
-	return be64_to_cpu(v);
-}
-
-static void st32(u8 *p, u32 x)
-{
-	__be32 v = cpu_to_be32(x);
-
-	memcpy(p, &v, sizeof(v));
-}
-
-static int io_errno(int ret)
-{
-	return ret < 0 ? ret : (ret ? -EIO : 0);
-}
-
 /* Clusters of bits bitmap @g (granularity bits) needs for the disk. */
 static u64 bm_clusters(const struct qcow2_header *h, u32 g)
 {
@@ -127,15 +91,15 @@ static int bm_load(struct qcow2_image *img, struct qcow2_bitmap *b,
 		qcow2_err_set(err, "out of memory for bitmap '%.*s'", nlen, name);
 		return -ENOMEM;
 	}
-	ret = io_errno(img->io.pread(img->io.priv, b->table,
-				     (size_t)b->table_size * 8, b->table_off));
+	ret = qcow2_io_ret(img->io.pread(img->io.priv, b->table,
+					 (size_t)b->table_size * 8, b->table_off));
 	if (ret) {
 		qcow2_err_set(err, "cannot read the table of bitmap '%.*s': error %d",
 			      nlen, name, ret);
 		return ret;
 	}
 	for (j = 0; j < b->table_size; j++) {
-		u64 e = ld64((u8 *)&b->table[j]), off = e & BMT_OFFSET_MASK;
+		u64 e = qcow2_get_be64((u8 *)&b->table[j]), off = e & BMT_OFFSET_MASK;
 
 		b->table[j] = e;
 		if ((e & BMT_RESERVED_MASK) || (off && (e & BMT_ALL_ONES)) ||
@@ -149,8 +113,8 @@ static int bm_load(struct qcow2_image *img, struct qcow2_bitmap *b,
 			continue;
 		raw = (u8 *)b->bits + j * cs;
 		if (off) {
-			ret = io_errno(img->io.pread(img->io.priv, raw, cs,
-						     off));
+			ret = qcow2_io_ret(img->io.pread(img->io.priv, raw, cs,
+							 off));
 			if (ret) {
 				qcow2_err_set(err, "cannot read bitmap '%.*s': error %d",
 					      nlen, name, ret);
@@ -191,9 +155,9 @@ static int bm_check_entry(struct qcow2_image *img, const u8 *e, u64 left,
 
 	if (left < BME_HDR_BYTES)
 		goto overrun;
-	flags = ld32(e + BME_FLAGS);
-	extra = ld32(e + BME_EXTRA_SIZE);
-	nsize = ld16(e + BME_NAME_SIZE);
+	flags = qcow2_get_be32(e + BME_FLAGS);
+	extra = qcow2_get_be32(e + BME_EXTRA_SIZE);
+	nsize = qcow2_get_be16(e + BME_NAME_SIZE);
 	g = e[BME_GRAN_BITS];
 	*len = ALIGN_DOWN((u64)BME_HDR_BYTES + extra + nsize + 7, 8);
 	if (*len > left)
@@ -207,8 +171,8 @@ static int bm_check_entry(struct qcow2_image *img, const u8 *e, u64 left,
 	}
 	if (flags & BME_FLAG_IN_USE) {
 		qcow2_err_set(err,
-			      "bitmap '%.*s' is inconsistent (in use) and cannot be kept; remove it (qemu-img bitmap --remove, or block-dirty-bitmap-remove) before writing",
-			      nlen, name);
+			      "bitmap '%.*s' inconsistent: qemu-img bitmap --remove it, or attach -r",
+			      min_t(int, nlen, 24), name);
 		return -EBUSY;
 	}
 	if ((flags & ~BME_FLAGS_KNOWN) || e[BME_TYPE] != BME_TYPE_DIRTY_TRACKING ||
@@ -219,16 +183,16 @@ static int bm_check_entry(struct qcow2_image *img, const u8 *e, u64 left,
 		return -EOPNOTSUPP;
 	}
 	if (g < QCOW2_BITMAP_MIN_GRAN_BITS || g > QCOW2_BITMAP_MAX_GRAN_BITS ||
-	    (ld64(e + BME_TABLE_OFFSET) & (h->cluster_size - 1)) ||
-	    !ld64(e + BME_TABLE_OFFSET) ||
-	    ld32(e + BME_TABLE_SIZE) < bm_clusters(h, g) ||
-	    ld64(e + BME_TABLE_OFFSET) >= img->file_size ||
-	    (u64)ld32(e + BME_TABLE_SIZE) * 8 >
-	    img->file_size - ld64(e + BME_TABLE_OFFSET)) {
+	    (qcow2_get_be64(e + BME_TABLE_OFFSET) & (h->cluster_size - 1)) ||
+	    !qcow2_get_be64(e + BME_TABLE_OFFSET) ||
+	    qcow2_get_be32(e + BME_TABLE_SIZE) < bm_clusters(h, g) ||
+	    qcow2_get_be64(e + BME_TABLE_OFFSET) >= img->file_size ||
+	    (u64)qcow2_get_be32(e + BME_TABLE_SIZE) * 8 >
+	    img->file_size - qcow2_get_be64(e + BME_TABLE_OFFSET)) {
 		qcow2_err_set(err,
 			      "bitmap '%.*s': invalid granularity or table (%u bits, %#llx, %u entries)",
-			      nlen, name, g, ld64(e + BME_TABLE_OFFSET),
-			      ld32(e + BME_TABLE_SIZE));
+			      nlen, name, g, qcow2_get_be64(e + BME_TABLE_OFFSET),
+			      qcow2_get_be32(e + BME_TABLE_SIZE));
 		return -EINVAL;
 	}
 	return 0;
@@ -275,8 +239,8 @@ int qcow2_bitmaps_open(struct qcow2_image *img, struct qcow2_err *err)
 		ret = -ENOMEM;
 		goto fail;
 	}
-	ret = io_errno(img->io.pread(img->io.priv, img->bm_dir,
-				     h->bitmap_dir_size, h->bitmap_dir_offset));
+	ret = qcow2_io_ret(img->io.pread(img->io.priv, img->bm_dir,
+					 h->bitmap_dir_size, h->bitmap_dir_offset));
 	if (ret) {
 		qcow2_err_set(err, "cannot read the bitmap directory: error %d",
 			      ret);
@@ -290,10 +254,10 @@ int qcow2_bitmaps_open(struct qcow2_image *img, struct qcow2_err *err)
 				     err);
 		if (ret)
 			goto fail;
-		if (!(ld32(e + BME_FLAGS) & BME_FLAG_AUTO))
+		if (!(qcow2_get_be32(e + BME_FLAGS) & BME_FLAG_AUTO))
 			continue;
-		img->bm[nr_auto].table_off = ld64(e + BME_TABLE_OFFSET);
-		img->bm[nr_auto].table_size = ld32(e + BME_TABLE_SIZE);
+		img->bm[nr_auto].table_off = qcow2_get_be64(e + BME_TABLE_OFFSET);
+		img->bm[nr_auto].table_size = qcow2_get_be32(e + BME_TABLE_SIZE);
 		img->bm[nr_auto].gran_bits = e[BME_GRAN_BITS];
 		img->bm[nr_auto].dir_pos = pos;
 		total += bm_clusters(h, e[BME_GRAN_BITS]) * h->cluster_size;
@@ -314,11 +278,11 @@ int qcow2_bitmaps_open(struct qcow2_image *img, struct qcow2_err *err)
 	}
 	for (i = 0; i < nr_auto; i++) {
 		const u8 *e = img->bm_dir + img->bm[i].dir_pos;
-		u32 extra = ld32(e + BME_EXTRA_SIZE);
+		u32 extra = qcow2_get_be32(e + BME_EXTRA_SIZE);
 
 		img->nr_bm = i + 1;
 		ret = bm_load(img, &img->bm[i],
-			      min_t(u32, ld16(e + BME_NAME_SIZE), 64),
+			      min_t(u32, qcow2_get_be16(e + BME_NAME_SIZE), 64),
 			      (const char *)e + BME_HDR_BYTES + extra, err);
 		if (ret)
 			goto fail;
@@ -356,16 +320,16 @@ static int bm_dir_write(struct qcow2_image *img, bool on)
 
 	for (i = 0; i < img->nr_bm; i++) {
 		u8 *f = img->bm_dir + img->bm[i].dir_pos + BME_FLAGS;
-		u32 flags = ld32(f);
+		u32 flags = qcow2_get_be32(f);
 
-		st32(f, on ? flags | BME_FLAG_IN_USE : flags & ~BME_FLAG_IN_USE);
+		qcow2_put_be32(f, on ? flags | BME_FLAG_IN_USE : flags & ~BME_FLAG_IN_USE);
 	}
 	ret = qcow2_overlap_check(img, QCOW2_OL_DATA, h->bitmap_dir_offset,
 				  h->bitmap_dir_size);
 	if (!ret)
-		ret = io_errno(img->io.pwrite(img->io.priv, img->bm_dir,
-					      h->bitmap_dir_size,
-					      h->bitmap_dir_offset));
+		ret = qcow2_io_ret(img->io.pwrite(img->io.priv, img->bm_dir,
+						  h->bitmap_dir_size,
+						  h->bitmap_dir_offset));
 	if (!ret)
 		ret = qcow2_io_flush(&img->io);
 	return ret;
@@ -448,7 +412,7 @@ static int bm_store_cluster(struct qcow2_image *img, struct qcow2_bitmap *b,
 	}
 	ret = qcow2_overlap_check(img, QCOW2_OL_DATA, off, cs);
 	if (!ret)
-		ret = io_errno(img->io.pwrite(img->io.priv, buf, cs, off));
+		ret = qcow2_io_ret(img->io.pwrite(img->io.priv, buf, cs, off));
 	if (ret) {
 		if (fresh)
 			qcow2_rc_update(img, off, cs, -1, false);
@@ -475,8 +439,8 @@ static int bm_store_table(struct qcow2_image *img, struct qcow2_bitmap *b)
 		t[j] = cpu_to_be64(b->table[j]);
 	ret = qcow2_overlap_check(img, QCOW2_OL_DATA, b->table_off, bytes);
 	if (!ret)
-		ret = io_errno(img->io.pwrite(img->io.priv, t, bytes,
-					      b->table_off));
+		ret = qcow2_io_ret(img->io.pwrite(img->io.priv, t, bytes,
+						  b->table_off));
 	qcow2_free(t);
 	return ret;
 }

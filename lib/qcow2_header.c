@@ -21,22 +21,6 @@ struct hdr_exts {
 	int ret;		/* first error while walking, 0 if none */
 };
 
-static u32 get_be32(const u8 *p)
-{
-	__be32 v;
-
-	memcpy(&v, p, sizeof(v));
-	return be32_to_cpu(v);
-}
-
-static u64 get_be64(const u8 *p)
-{
-	__be64 v;
-
-	memcpy(&v, p, sizeof(v));
-	return be64_to_cpu(v);
-}
-
 /* Copy a header-cluster string for messages: printable ASCII only. */
 static void name_hint(char *dst, size_t dst_len, const u8 *src, u32 src_len)
 {
@@ -184,8 +168,8 @@ static void hdr_walk_exts(const u8 *buf, size_t area, struct qcow2_header *h,
 			x->ret = -EINVAL;
 			return;
 		}
-		type = get_be32(buf + off);
-		len = get_be32(buf + off + 4);
+		type = qcow2_get_be32(buf + off);
+		len = qcow2_get_be32(buf + off + 4);
 		data = off + sizeof(struct qcow2_disk_ext_hdr);
 		if (type == QCOW2_EXT_END)
 			return;
@@ -220,10 +204,10 @@ static void hdr_walk_exts(const u8 *buf, size_t area, struct qcow2_header *h,
 				x->ret = -EINVAL;
 				return;
 			}
-			if (!IS_ALIGNED(get_be64(buf + data),
+			if (!IS_ALIGNED(qcow2_get_be64(buf + data),
 					(u64)h->cluster_size)) {
 				qcow2_err_set(err, "crypto header offset %#llx not cluster aligned",
-					      get_be64(buf + data));
+					      qcow2_get_be64(buf + data));
 				x->ret = -EINVAL;
 				return;
 			}
@@ -248,13 +232,13 @@ static void hdr_walk_exts(const u8 *buf, size_t area, struct qcow2_header *h,
 				return;
 			}
 			h->has_bitmaps_ext = true;
-			h->nb_bitmaps = get_be32(buf + data);
-			h->bitmap_dir_size = get_be64(buf + data + 8);
-			h->bitmap_dir_offset = get_be64(buf + data + 16);
+			h->nb_bitmaps = qcow2_get_be32(buf + data);
+			h->bitmap_dir_size = qcow2_get_be64(buf + data + 8);
+			h->bitmap_dir_offset = qcow2_get_be64(buf + data + 16);
 			/* Checked as QEMU does, when the bitmaps count. */
 			if (!(h->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS))
 				break;
-			if (get_be32(buf + data + 4) || !h->nb_bitmaps ||
+			if (qcow2_get_be32(buf + data + 4) || !h->nb_bitmaps ||
 			    h->nb_bitmaps > QCOW2_MAX_BITMAPS ||
 			    !h->bitmap_dir_size ||
 			    h->bitmap_dir_size > QCOW2_MAX_BITMAP_DIR_BYTES ||

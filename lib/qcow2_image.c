@@ -213,14 +213,6 @@ void qcow2_image_close(struct qcow2_image *img)
 	img->l1 = NULL;
 }
 
-static u64 get_be64(const u8 *p)
-{
-	__be64 v;
-
-	memcpy(&v, p, sizeof(v));
-	return be64_to_cpu(v);
-}
-
 /* One format for every corruption report: table, index, entry, what. */
 static void map_log_corrupt(const char *table, u64 table_off, u64 idx,
 			    u64 entry, const char *what)
@@ -339,8 +331,8 @@ static int map_slice(struct qcow2_image *img, u64 l2_off, u64 limit,
 
 	for (; i < (1U << epsb) && mp->pos < end; i++, cl++, l2_idx++) {
 		const u8 *e = data + i * h->l2_entry_bytes;
-		u64 entry = get_be64(e);
-		u64 bitmap = h->extended_l2 ? get_be64(e + 8) : 0;
+		u64 entry = qcow2_get_be64(e);
+		u64 bitmap = h->extended_l2 ? qcow2_get_be64(e + 8) : 0;
 		u64 cluster_start = cl << h->cluster_bits;
 		u64 cluster_end = cluster_start + h->cluster_size;
 		struct map_pos sub = { .pos = mp->pos, .end = end };

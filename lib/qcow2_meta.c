@@ -76,20 +76,6 @@ int qcow2_io_flush(const struct qcow2_io *io)
 	return ret < 0 ? ret : (ret ? -EIO : 0);
 }
 
-static void put_be64(u8 *p, u64 v)
-{
-	__be64 b = cpu_to_be64(v);
-
-	memcpy(p, &b, sizeof(b));
-}
-
-static void put_be32(u8 *p, u32 v)
-{
-	__be32 b = cpu_to_be32(v);
-
-	memcpy(p, &b, sizeof(b));
-}
-
 /**
  * qcow2_header_write() - write the header sector from img->h, then flush
  * @img: writable image, writer context
@@ -104,11 +90,11 @@ int qcow2_header_write(struct qcow2_image *img)
 	u8 *b = img->hdr_buf;
 	int ret;
 
-	put_be64(b + QCOW2_HDR_RT_OFFSET, img->h.refcount_table_offset);
-	put_be32(b + QCOW2_HDR_RT_CLUSTERS, img->h.refcount_table_clusters);
+	qcow2_put_be64(b + QCOW2_HDR_RT_OFFSET, img->h.refcount_table_offset);
+	qcow2_put_be32(b + QCOW2_HDR_RT_CLUSTERS, img->h.refcount_table_clusters);
 	if (img->h.version >= 3) {
-		put_be64(b + QCOW2_HDR_INCOMPAT, img->h.incompatible_features);
-		put_be64(b + QCOW2_HDR_AUTOCLEAR, img->h.autoclear_features);
+		qcow2_put_be64(b + QCOW2_HDR_INCOMPAT, img->h.incompatible_features);
+		qcow2_put_be64(b + QCOW2_HDR_AUTOCLEAR, img->h.autoclear_features);
 	}
 	ret = img->io.pwrite(img->io.priv, b, QCOW2_HDR_SECTOR, 0);
 	if (ret)

@@ -27,14 +27,6 @@ struct qcow2_disk_snapshot {
 #define QCOW2_SNAP_EXTRA_DISK_SIZE_OFF	8
 #define QCOW2_SNAP_ENTRY_ALIGN		8
 
-static u64 snap_get_be64(const u8 *p)
-{
-	__be64 v;
-
-	memcpy(&v, p, sizeof(v));
-	return be64_to_cpu(v);
-}
-
 static void snap_copy_str(char *dst, const u8 *src, u32 len)
 {
 	u32 n = min_t(u32, len, QCOW2_SNAPSHOT_STR_BYTES - 1);
@@ -126,12 +118,12 @@ int qcow2_snapshot_walk(struct qcow2_image *img,
 		s.vm_state_size = be32_to_cpu(ds->vm_state_size);
 		p = buf + sizeof(*ds);
 		if (extra >= QCOW2_SNAP_EXTRA_VM_STATE_OFF + 8)
-			s.vm_state_size = snap_get_be64(p +
+			s.vm_state_size = qcow2_get_be64(p +
 					QCOW2_SNAP_EXTRA_VM_STATE_OFF);
 		/* Without the field, the snapshot has the image's size. */
 		s.disk_size = h->size;
 		if (extra >= QCOW2_SNAP_EXTRA_DISK_SIZE_OFF + 8)
-			s.disk_size = snap_get_be64(p +
+			s.disk_size = qcow2_get_be64(p +
 					QCOW2_SNAP_EXTRA_DISK_SIZE_OFF);
 		s.raw_id = p + extra;
 		s.id_len = id_len;

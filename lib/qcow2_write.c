@@ -83,26 +83,6 @@ static u32 w_slice_entry_bits(const struct qcow2_header *h)
 	return w_slice_bits(h) - (h->extended_l2 ? 4 : 3);
 }
 
-static u64 ld64(const u8 *p)
-{
-	__be64 v;
-
-	memcpy(&v, p, sizeof(v));
-	return be64_to_cpu(v);
-}
-
-static void st64(u8 *p, u64 v)
-{
-	__be64 b = cpu_to_be64(v);
-
-	memcpy(p, &b, sizeof(b));
-}
-
-static int w_errno(int ret)
-{
-	return ret < 0 ? ret : (ret ? -EIO : 0);
-}
-
 /*
  * Make the L2 table of L1 entry @l1_idx one the image owns: allocate it
  * (zeroed) if absent, copy it if it is shared with a snapshot.
@@ -119,12 +99,12 @@ static int l2_make_writable(struct qcow2_image *img, u64 l1_idx, u64 old_off)
 	if (old_off) {
 		ret = qcow2_overlap_check(img, QCOW2_OL_L2, new_off, cs);
 		if (!ret)
-			ret = w_errno(img->io.pread(img->io.priv, img->cow_head,
-						    cs, old_off));
+			ret = qcow2_io_ret(img->io.pread(img->io.priv, img->cow_head,
+							 cs, old_off));
 		if (!ret)
-			ret = w_errno(img->io.pwrite(img->io.priv,
-						     img->cow_head, cs,
-						     new_off));
+			ret = qcow2_io_ret(img->io.pwrite(img->io.priv,
+							  img->cow_head, cs,
+							  new_off));
 		if (!ret)
 			qcow2_grow_file(img, new_off + cs);
 	} else {
@@ -299,8 +279,8 @@ static int classify(struct qcow2_image *img, u64 cl, const u8 *e, u32 a,
 		    u32 b, struct wclass *w)
 {
 	const struct qcow2_header *h = &img->h;
-	u64 entry = ld64(e);
-	u64 bitmap = h->extended_l2 ? ld64(e + 8) : 0;
+	u64 entry = qcow2_get_be64(e);
+	u64 bitmap = h->extended_l2 ? qcow2_get_be64(e + 8) : 0;
 	struct qcow2_l2_desc d;
 	u32 sc, first, last;
 	int ret;
@@ -533,7 +513,7 @@ static int step_full(struct qcow2_image *img, u64 cl, u32 n, u64 off, u64 wlen,
 	data = w_dirty(img, slice_off);
 	for (i = 0; i < n; i++) {
 		u8 *e = data + (idx + i) * img->h.l2_entry_bytes;
-		u64 old = ld64(e), nh = host + ((u64)i << cb);
+		u64 old = qcow2_get_be64(e), nh = host + ((u64)i << cb);
 
 		/* A data file maps guest to host 1:1: the cluster stays. */
 		if ((old & QCOW2_OFLAG_COMPRESSED) ||
@@ -543,9 +523,9 @@ static int step_full(struct qcow2_image *img, u64 cl, u32 n, u64 off, u64 wlen,
 			if (ret)
 				break;
 		}
-		st64(e, nh | QCOW2_OFLAG_COPIED);
+		qcow2_put_be64(e, nh | QCOW2_OFLAG_COPIED);
 		if (img->h.extended_l2)
-			st64(e + 8, QCOW2_L2_BITMAP_ALLOC);
+			qcow2_put_be64(e + 8, QCOW2_L2_BITMAP_ALLOC);
 	}
 	qcow2_mutex_unlock(&img->l2c_lock);
 	if (!ret)
@@ -629,11 +609,11 @@ static int step_sub(struct qcow2_image *img, u64 cl, const struct wclass *w,
 		return ret;
 	}
 	data = w_dirty(img, slice_off) + idx * h->l2_entry_bytes;
-	bitmap = ld64(data + 8);
+	bitmap = qcow2_get_be64(data + 8);
 	bitmap |= sc_mask(first, last);
 	bitmap &= ~(sc_mask(first, last) << 32);
-	st64(data, host | QCOW2_OFLAG_COPIED);
-	st64(data + 8, bitmap);
+	qcow2_put_be64(data, host | QCOW2_OFLAG_COPIED);
+	qcow2_put_be64(data + 8, bitmap);
 	qcow2_mutex_unlock(&img->l2c_lock);
 	return 0;
 }
@@ -656,8 +636,8 @@ static int w_classify_run(struct qcow2_image *img, u64 cl, const u8 *data,
 	int ret;
 
 	e = data + idx * h->l2_entry_bytes;
-	*entry = ld64(e);
-	*bitmap = h->extended_l2 ? ld64(e + 8) : 0;
+	*entry = qcow2_get_be64(e);
+	*bitmap = h->extended_l2 ? qcow2_get_be64(e + 8) : 0;
 	ret = classify(img, cl, e, a, b, w);
 	if (ret)
 		return ret;
@@ -975,7 +955,7 @@ static int zero_step(struct qcow2_image *img, u64 off, u64 len,
 	ret = w_get(img, slice_off, &data);
 	for (k = 0; !ret && k < n; k++) {
 		u8 *e = data + (idx + k) * h->l2_entry_bytes;
-		u64 entry = ld64(e), bitmap = h->extended_l2 ? ld64(e + 8) : 0;
+		u64 entry = qcow2_get_be64(e), bitmap = h->extended_l2 ? qcow2_get_be64(e + 8) : 0;
 		struct qcow2_l2_desc d;
 		bool free_it;
 		u64 ne, nb;
@@ -994,9 +974,9 @@ static int zero_step(struct qcow2_image *img, u64 off, u64 len,
 				break;
 		}
 		e = w_dirty(img, slice_off) + (idx + k) * h->l2_entry_bytes;
-		st64(e, ne);
+		qcow2_put_be64(e, ne);
 		if (h->extended_l2)
-			st64(e + 8, nb);
+			qcow2_put_be64(e + 8, nb);
 	}
 	qcow2_mutex_unlock(&img->l2c_lock);
 	if (ret)
@@ -1037,8 +1017,8 @@ static int zero_sub(struct qcow2_image *img, u64 off, u64 len,
 	if (ret)
 		goto out;
 	e = data + idx * h->l2_entry_bytes;
-	entry = ld64(e);
-	bitmap = ld64(e + 8);
+	entry = qcow2_get_be64(e);
+	bitmap = qcow2_get_be64(e + 8);
 	ret = w_decode(img, entry, bitmap, 0, cl, &d);
 	if (ret)
 		goto out;
@@ -1050,7 +1030,7 @@ static int zero_sub(struct qcow2_image *img, u64 off, u64 len,
 	}
 	mask = sc_mask(first, last);
 	e = w_dirty(img, slice_off) + idx * h->l2_entry_bytes;
-	st64(e + 8, (bitmap & ~mask) | (mask << 32));
+	qcow2_put_be64(e + 8, (bitmap & ~mask) | (mask << 32));
 out:
 	qcow2_mutex_unlock(&img->l2c_lock);
 	if (as_data)

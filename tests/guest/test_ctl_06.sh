@@ -84,8 +84,21 @@ t_check "detach gives the budget back" test "$(cat "$param/cache_used_kb")" = 0
 
 # ---- memory pressure ------------------------------------------------------
 echo 1024 >"$param/cache_budget_mb"
-cp big.qcow2 rw.qcow2
-ro=$(attach_ro big.qcow2 --l2-cache 16M) || { t_fail "attach ro"; t_done; }
+# 4 GiB on 4 KiB clusters with every L2 table there: reading one 4 KiB
+# block every 2 MiB loads a new L2 slice each time.
+qemu-img create -q -f qcow2 -o cluster_size=4096,preallocation=metadata \
+	pre.qcow2 4G
+qemu-io -c 'write -P 0x5a 0 8M' -c 'write -P 0x5b 3G 8M' pre.qcow2 >/dev/null
+cp pre.qcow2 rw.qcow2
+# pre_ok DEV: the patterns read back through DEV
+pre_ok() {
+	local out
+
+	out=$(qemu-io -r -f raw -t none -c 'read -P 0x5a 0 8M' \
+		-c 'read -P 0x5b 3G 8M' -c 'read -P 0 1G 1M' "$1" 2>&1)
+	[ "$(grep -c '^read ' <<<"$out")" = 3 ] && ! grep -qi fail <<<"$out"
+}
+ro=$(attach_ro pre.qcow2 --l2-cache 16M) || { t_fail "attach ro"; t_done; }
 rw=$(attach_rw rw.qcow2 --l2-cache 16M) || { t_fail "attach rw"; t_done; }
 # Fill the caches: one 4 KiB read every 2 MiB maps a new L2 slice each.
 fill() {
@@ -107,29 +120,42 @@ r0=$(released)
 echo 2 >/proc/sys/vm/drop_caches
 r1=$(released)
 t_log "drop_caches: slices released $r0 -> $r1"
-t_check "drop_caches takes cached slices back" test "$r1" -gt "$r0"
+t_check "drop_caches takes most cached slices back" test "$r1" -gt $((r0 + 1000))
 fill "$ro"
 fill "$rw"
-# A process allocating (and touching) memory 16 MiB at a time until the
-# shrinker has taken slices back, or little is left; it holds what it got
-# while the devices are written and read, until told to go.
+# A process allocating (and touching) memory until the shrinker has taken
+# slices back: until free memory is below the zones' low watermarks (where
+# kswapd reclaims, and with nothing but anonymous and tmpfs memory about,
+# goes deep enough to ask the shrinkers), never below 1.5 times their min
+# watermarks (where the OOM killer could run); it holds what it got while
+# the devices are written and read, until told to go.
 python3 - "$work/hog" /sys/block/"${ro#/dev/}"/qcow2/cache_released \
 	/sys/block/"${rw#/dev/}"/qcow2/cache_released <<'PY' &
 import os, sys, time
 mark, files = sys.argv[1], sys.argv[2:]
 def released():
     return sum(int(open(f).read()) for f in files)
-def avail_kb():
+def free_kb():
     for l in open("/proc/meminfo"):
-        if l.startswith("MemAvailable:"):
+        if l.startswith("MemFree:"):
             return int(l.split()[1])
+def watermark_kb(name):
+    n = 0
+    for l in open("/proc/zoneinfo"):
+        w = l.split()
+        if len(w) == 2 and w[0] == name:
+            n += int(w[1])
+    return 4 * n
 start, chunks = released(), []
-while released() == start and avail_kb() > 96 * 1024:
-    b = bytearray(16 << 20)
+floor, low = watermark_kb("min") * 3 // 2, watermark_kb("low")
+while released() == start and free_kb() > floor:
+    mib = 16 if free_kb() > low + 256 * 1024 else 1
+    b = bytearray(mib << 20)
     b[::4096] = b"\1" * len(b[::4096])
     chunks.append(b)
-open(mark, "w").write("%d MiB, released %d -> %d\n" %
-                      (16 * len(chunks), start, released()))
+open(mark, "w").write("%d MiB (free %d MiB, low %d, floor %d), released %d -> %d\n" %
+                      (sum(len(c) for c in chunks) >> 20, free_kb() >> 10,
+                       low >> 10, floor >> 10, start, released()))
 while os.path.exists(mark):
     time.sleep(0.2)
 PY
@@ -144,7 +170,7 @@ r2=$(released)
 qemu-io -f raw -t none -c 'write -P 0x77 1G 4M' "$rw" >/dev/null
 wrote=$(qemu-io -r -f raw -t none -c 'read -P 0x77 1G 4M' "$rw" 2>&1)
 fill "$ro"
-dev_ok "$ro"
+pre_ok "$ro"
 ro_ok=$?
 rm -f "$work/hog"
 wait "$hog"

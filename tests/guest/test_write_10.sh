@@ -99,7 +99,7 @@ qemu-img bitmap --add inuse.qcow2 b0
 qemu-io -c 'write 0 64k' -c 'sigraise 9' inuse.qcow2 >/dev/null 2>&1
 if bm_flags inuse.qcow2 | grep -q in-use; then
 	attach_refused "in-use bitmap refused for writing" \
-		"inconsistent.*qemu-img bitmap --remove" inuse.qcow2 -- inuse.qcow2
+		"inconsistent: qemu-img bitmap --remove" inuse.qcow2 -- inuse.qcow2
 	if dev=$(attach_ro inuse.qcow2); then
 		t_pass "in-use bitmap: read-only attach works"
 		detach "$dev"

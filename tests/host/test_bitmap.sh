@@ -32,29 +32,10 @@ make -s -C "$top/tests/tools" write-tools >/dev/null 2>&1 || {
 
 tmp=$(mktemp -d "${QB_WORKDIR:-/var/tmp}/test_bitmap.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-only=("$@")
-
-result() {
-	if [ "$1" = PASS ]; then
-		echo "PASS host/test_bitmap: $2"
-		pass=$((pass + 1))
-	else
-		echo "FAIL host/test_bitmap: $2: $3"
-		fail=$((fail + 1))
-	fi
-}
-
-wanted() {
-	local c
-
-	[ ${#only[@]} -eq 0 ] && return 0
-	for c in "${only[@]}"; do
-		[ "$c" = "$1" ] && return 0
-	done
-	return 1
-}
+QB_SUITE=host/test_bitmap
+# shellcheck source=../lib/host-harness.sh
+. "$top/tests/lib/host-harness.sh"
+qb_cases "$@"
 
 # roundtrip NAME CS "CREATE-OPTS" BITMAP:GRAN[:off]...
 roundtrip() {
@@ -131,7 +112,7 @@ case_inuse() {
 	sum=$(sha256sum <"$d/a.qcow2")
 	if out=$("$io_bin" "$d/a.qcow2" -c 'write 64k 64k' 2>&1); then
 		result FAIL in-use-refused "the write was accepted"
-	elif ! grep -q "inconsistent.*qemu-img bitmap --remove" <<<"$out"; then
+	elif ! grep -q "inconsistent: qemu-img bitmap --remove" <<<"$out"; then
 		result FAIL in-use-refused "message: $out"
 	elif [ "$sum" != "$(sha256sum <"$d/a.qcow2")" ]; then
 		result FAIL in-use-refused "the image changed"
@@ -161,5 +142,4 @@ case_nowrite() {
 case_inuse
 case_nowrite
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+qb_summary

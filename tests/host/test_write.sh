@@ -40,29 +40,10 @@ make -s -C "$top/tests/tools" write-tools >/dev/null 2>&1 || {
 tmp=$(mktemp -d "${QB_WORKDIR:-/var/tmp}/test_write.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-pass=0
-fail=0
-only=("$@")
-
-result() {
-	if [ "$1" = PASS ]; then
-		echo "PASS host/test_write: $2"
-		pass=$((pass + 1))
-	else
-		echo "FAIL host/test_write: $2: $3"
-		fail=$((fail + 1))
-	fi
-}
-
-wanted() {
-	local c
-
-	[ ${#only[@]} -eq 0 ] && return 0
-	for c in "${only[@]}"; do
-		[ "$c" = "$1" ] && return 0
-	done
-	return 1
-}
+QB_SUITE=host/test_write
+# shellcheck source=../lib/host-harness.sh
+. "$top/tests/lib/host-harness.sh"
+qb_cases "$@"
 
 K=1024
 M=$((1024 * K))
@@ -380,5 +361,4 @@ reftable_case high-bits 0x8000000000020000 yes
 reftable_case on-reftable 0x10000 yes
 reftable_case low-bits 0x20001 no
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+qb_summary
