@@ -44,6 +44,16 @@ module:
 		$(MAKE) --no-print-directory module-one KVER1=$$v || exit 1; \
 	done
 
+# A kernel built with another pahole than the one installed (the newest
+# Debian headers, built with unstable's) gets its module without BTF: that
+# pahole may not understand the kernel's options, and BTF is optional. The
+# version kbuild compares is then the kernel's own, so it does not warn.
+pahole_ver = $(shell pahole --version 2>/dev/null | sed 's/^v//; s/\.//')
+kernel_pahole = $(shell sed -n 's/^CONFIG_PAHOLE_VERSION=//p' \
+	/lib/modules/$(1)/build/include/config/auto.conf 2>/dev/null)
+btf_args = $(if $(filter-out $(pahole_ver),$(call kernel_pahole,$(1))),\
+	CONFIG_DEBUG_INFO_BTF_MODULES= PAHOLE_VERSION=$(call kernel_pahole,$(1)))
+
 # Copy sources into build/<kver>/ and run kbuild there. cp -a keeps
 # timestamps, so kbuild rebuilds only what changed; sources deleted upstream
 # are pruned from the copy.
@@ -56,7 +66,7 @@ module-one:
 	done; \
 	cp -a kernel/. $$d/ && cp -a lib/. $$d/lib/ && cp -a uapi/. $$d/uapi/
 	$(MAKE) -C /lib/modules/$(KVER1)/build M=$(CURDIR)/$(BUILD)/$(KVER1) \
-		W=$(W) modules
+		W=$(W) $(call btf_args,$(KVER1)) modules
 	@echo "built $(BUILD)/$(KVER1)/qcow2blk.ko"
 
 # ---- userspace ----------------------------------------------------------

@@ -13,6 +13,27 @@
 #include <linux/slab.h>
 #include <net/netlink.h>
 
+/* Requests are merged by default since 6.14, which dropped the flag. */
+#ifdef QCOW2BLK_HAVE_MQ_SHOULD_MERGE
+#define QCOW2BLK_MQ_F_MERGE	BLK_MQ_F_SHOULD_MERGE
+#else
+#define QCOW2BLK_MQ_F_MERGE	0
+#endif
+
+/* How far into its current bio_vec a bvec_iter is (renamed in 7.x). */
+#ifdef QCOW2BLK_HAVE_BI_BVEC_DONE
+#define QCOW2BLK_BVEC_DONE(it)	((it)->bi_bvec_done)
+#else
+#define QCOW2BLK_BVEC_DONE(it)	((it)->bi_offset)
+#endif
+
+/* blk_mq_ops::init_request's NUMA node became an int in 7.x. */
+#ifdef QCOW2BLK_INIT_REQUEST_NODE_INT
+#define qcow2blk_numa_node_t	int
+#else
+#define qcow2blk_numa_node_t	unsigned int
+#endif
+
 /* Queue settings, applied the way the target kernel wants them. */
 struct qcow2blk_limits {
 	unsigned int logical_block_size;	/* bytes */

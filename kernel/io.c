@@ -263,9 +263,10 @@ static int qcow2blk_rq_iter(struct qcow2blk_cmd *cmd, struct request *rq,
 		iter->iov_offset = 0;
 	} else {
 		/* One bio: use its vector in place, from where it starts. */
-		bvec = __bvec_iter_bvec(bio->bi_io_vec, bio->bi_iter);
-		iov_iter_bvec(iter, dir, bvec, nr, blk_rq_bytes(rq));
-		iter->iov_offset = bio->bi_iter.bi_bvec_done;
+		iov_iter_bvec(iter, dir,
+			      __bvec_iter_bvec(bio->bi_io_vec, bio->bi_iter),
+			      nr, blk_rq_bytes(rq));
+		iter->iov_offset = QCOW2BLK_BVEC_DONE(&bio->bi_iter);
 	}
 	return 0;
 }
@@ -1102,7 +1103,7 @@ static blk_status_t qcow2blk_queue_rq(struct blk_mq_hw_ctx *hctx,
 
 static int qcow2blk_init_request(struct blk_mq_tag_set *set,
 				 struct request *rq, unsigned int hctx_idx,
-				 unsigned int numa_node)
+				 qcow2blk_numa_node_t numa_node)
 {
 	struct qcow2blk_cmd *cmd = blk_mq_rq_to_pdu(rq);
 

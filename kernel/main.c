@@ -238,7 +238,7 @@ static int qcow2blk_init_tag_set(struct qcow2blk_dev *dev)
 	set->queue_depth = QCOW2BLK_QUEUE_DEPTH;
 	set->numa_node = NUMA_NO_NODE;
 	set->cmd_size = sizeof(struct qcow2blk_cmd);
-	set->flags = BLK_MQ_F_SHOULD_MERGE;
+	set->flags = QCOW2BLK_MQ_F_MERGE;
 	set->driver_data = dev;
 	return blk_mq_alloc_tag_set(set);
 }

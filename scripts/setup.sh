@@ -45,6 +45,28 @@ Pin-Priority: 50
 PIN
 fi
 
+# Unstable and experimental for the newest kernel headers only: pinned so
+# that nothing comes from them unless named with its suite.
+newest_list=/etc/apt/sources.list.d/qcow2blk-newest.sources
+if [ ! -f "$newest_list" ]; then
+	cat >"$newest_list" <<SRC
+Types: deb
+URIs: $uri
+Suites: unstable experimental
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+	cat >/etc/apt/preferences.d/qcow2blk-newest <<PIN
+Package: *
+Pin: release a=unstable
+Pin-Priority: 1
+
+Package: *
+Pin: release a=experimental
+Pin-Priority: 1
+PIN
+fi
+
 apt-get update -q
 
 # Kernel ABI names of the two targets, read from the archive, not hard-coded.
@@ -67,6 +89,32 @@ apt-get install -y -q --no-install-recommends -t bookworm-backports \
 # libzstd-dev with virtme-ng: that pulls trixie's libzstd1, and the -dev
 # package must match it (qcow2-cat decompresses zstd clusters).
 apt-get install -y -q --no-install-recommends -t trixie virtme-ng libzstd-dev
+
+# The newest kernel headers Debian ships (unstable or experimental, whichever
+# is newer), for a W=1 build that keeps the compat layer honest; with the
+# compiler they name (unstable's gcc-N-for-host) and an assembler that
+# knows what that compiler emits (trixie's binutils). Failing here is not
+# fatal: the build step then has only the two targets.
+newest_headers() {
+	local line ver suite pkg gcc
+
+	line=$(apt-cache madison linux-headers-amd64 |
+		awk -F'|' '{gsub(/ /, "", $2); split($3, u, " ");
+			    print $2, u[2]}' | sort -V -k1,1 | tail -n 1)
+	ver=${line%% *}
+	suite=${line#* }
+	suite=${suite%%/*}
+	pkg=$(apt-cache show "linux-headers-amd64=$ver" |
+		sed -n 's/^Depends: .*\(linux-headers-[0-9][^ ,]*\).*/\1/p' | head -n 1)
+	gcc=$(apt-cache show "$pkg=$ver" | sed -n 's/^Depends: //p' |
+		tr ',' '\n' | grep -o 'gcc-[0-9]*-for-host' | head -n 1)
+	[ -n "$pkg" ] && [ -n "$suite" ] || return 1
+	echo "setup.sh: newest headers: $pkg $ver ($suite), ${gcc:-no compiler named}"
+	apt-get install -y -q --no-install-recommends -t trixie binutils &&
+	apt-get install -y -q --no-install-recommends "$pkg/$suite" \
+		${gcc:+"$gcc/unstable"}
+}
+newest_headers || echo "setup.sh: the newest kernel headers could not be installed" >&2
 
 # checkpatch.pl is not in Debian's headers packages: take it (and the data
 # files it reads) from the matching kernel source package, into the headers'
