@@ -44,13 +44,17 @@ module:
 		$(MAKE) --no-print-directory module-one KVER1=$$v || exit 1; \
 	done
 
+# Where a kernel's build tree is: /lib/modules/KVER/build, or KDIR (the
+# newest headers are unpacked privately, see scripts/setup.sh).
+kdir = $(or $(KDIR),/lib/modules/$(1)/build)
+
 # A kernel built with another pahole than the one installed (the newest
 # Debian headers, built with unstable's) gets its module without BTF: that
 # pahole may not understand the kernel's options, and BTF is optional. The
 # version kbuild compares is then the kernel's own, so it does not warn.
 pahole_ver = $(shell pahole --version 2>/dev/null | sed 's/^v//; s/\.//')
 kernel_pahole = $(shell sed -n 's/^CONFIG_PAHOLE_VERSION=//p' \
-	/lib/modules/$(1)/build/include/config/auto.conf 2>/dev/null)
+	$(call kdir,$(1))/include/config/auto.conf 2>/dev/null)
 btf_args = $(if $(filter-out $(pahole_ver),$(call kernel_pahole,$(1))),\
 	CONFIG_DEBUG_INFO_BTF_MODULES= PAHOLE_VERSION=$(call kernel_pahole,$(1)))
 
@@ -65,7 +69,7 @@ module-one:
 		[ -e "$$src" ] || rm -f "$$f"; \
 	done; \
 	cp -a kernel/. $$d/ && cp -a lib/. $$d/lib/ && cp -a uapi/. $$d/uapi/
-	$(MAKE) -C /lib/modules/$(KVER1)/build M=$(CURDIR)/$(BUILD)/$(KVER1) \
+	$(MAKE) -C $(call kdir,$(KVER1)) M=$(CURDIR)/$(BUILD)/$(KVER1) \
 		W=$(W) $(call btf_args,$(KVER1)) modules
 	@echo "built $(BUILD)/$(KVER1)/qcow2blk.ko"
 

@@ -91,12 +91,16 @@ apt-get install -y -q --no-install-recommends -t bookworm-backports \
 apt-get install -y -q --no-install-recommends -t trixie virtme-ng libzstd-dev
 
 # The newest kernel headers Debian ships (unstable or experimental, whichever
-# is newer), for a W=1 build that keeps the compat layer honest; with the
-# compiler they name (unstable's gcc-N-for-host) and an assembler that
-# knows what that compiler emits (trixie's binutils). Failing here is not
-# fatal: the build step then has only the two targets.
+# is newer), for a W=1 build that keeps the compat layer honest. They are
+# unpacked under $newest_root, not installed: their kbuild tools need
+# libraries (libelf1t64) whose installation would remove bookworm's QEMU.
+# Installed: the compiler they name (unstable's gcc-N-for-host, beside
+# gcc-12) and trixie's binutils (an assembler that knows what gcc-N
+# emits). $newest_root/env tells tests/run where they are. Failing here is
+# not fatal: the build step then has only the two targets.
+newest_root=/opt/qcow2blk-newest
 newest_headers() {
-	local line ver suite pkg gcc
+	local line ver suite pkg gcc kver dir deb n
 
 	line=$(apt-cache madison linux-headers-amd64 |
 		awk -F'|' '{gsub(/ /, "", $2); split($3, u, " ");
@@ -109,12 +113,37 @@ newest_headers() {
 	gcc=$(apt-cache show "$pkg=$ver" | sed -n 's/^Depends: //p' |
 		tr ',' '\n' | grep -o 'gcc-[0-9]*-for-host' | head -n 1)
 	[ -n "$pkg" ] && [ -n "$suite" ] || return 1
+	kver=${pkg#linux-headers-}
 	echo "setup.sh: newest headers: $pkg $ver ($suite), ${gcc:-no compiler named}"
-	apt-get install -y -q --no-install-recommends -t trixie binutils &&
-	apt-get install -y -q --no-install-recommends "$pkg/$suite" \
-		${gcc:+"$gcc/unstable"}
+	apt-get install -y -q --no-install-recommends -t trixie binutils ||
+		return 1
+	# clang links with the newest GCC's libstdc++: it must be complete.
+	if [ -n "$gcc" ]; then
+		n=${gcc#gcc-}
+		n=${n%%-*}
+		apt-get install -y -q --no-install-recommends "$gcc/unstable" \
+			"libstdc++-$n-dev/unstable" || return 1
+	fi
+	dir=$(mktemp -d)
+	(cd "$dir" && apt-get download "$pkg/$suite" \
+		"linux-headers-${kver%-*}-common/$suite" \
+		"linux-kbuild-${kver%-*}/$suite" libelf1t64/trixie) || return 1
+	rm -rf "$newest_root"
+	mkdir -p "$newest_root"
+	for deb in "$dir"/*.deb; do
+		dpkg -x "$deb" "$newest_root" || return 1
+	done
+	rm -rf "$dir"
+	# The headers name their common half by its installed path.
+	sed -i "s|/usr/src/|$newest_root/usr/src/|g" \
+		"$newest_root/usr/src/linux-headers-$kver/Makefile"
+	cat >"$newest_root/env" <<ENV
+QB_NEWEST_KVER=$kver
+QB_NEWEST_KDIR=$newest_root/usr/src/linux-headers-$kver
+QB_NEWEST_LIBS=$newest_root/usr/lib/x86_64-linux-gnu
+ENV
 }
-newest_headers || echo "setup.sh: the newest kernel headers could not be installed" >&2
+newest_headers || echo "setup.sh: the newest kernel headers could not be set up" >&2
 
 # checkpatch.pl is not in Debian's headers packages: take it (and the data
 # files it reads) from the matching kernel source package, into the headers'
