@@ -74,18 +74,27 @@ probe_while() {
 	echo "$worst $rounds"
 }
 
-t0=$(now)
-qcow2ctl attach --show -r "$slow" >slow.dev 2>slow.err &
-pid=$!
-read -r worst rounds < <(probe_while "$pid")
-wait "$pid"
-rc=$?
-took=$((($(now) - t0) / 1000000))
-t_log "slow attach: $took ms; meanwhile $rounds control rounds, slowest $worst ms"
-t_check "the slow attach succeeded ($(cat slow.err))" test "$rc" = 0
-t_check "control went on during the slow attach" \
-	test "$rounds" -ge 2 -a "$worst" -lt 3000
-dev=$(cat slow.dev)
+# slow WHAT CMD...: run CMD in the background while probe_while times
+# control calls; CMD must succeed, and control must have gone on
+slow() {
+	local what=$1 t0 pid rc worst rounds took
+	shift
+
+	t0=$(now)
+	"$@" >"$work/slow.out" 2>"$work/slow.err" &
+	pid=$!
+	read -r worst rounds < <(probe_while "$pid")
+	wait "$pid"
+	rc=$?
+	took=$((($(now) - t0) / 1000000))
+	t_log "slow $what: $took ms; meanwhile $rounds control rounds, slowest $worst ms"
+	t_check "the slow $what succeeded ($(cat "$work/slow.err"))" test "$rc" = 0
+	t_check "control went on during the slow $what" \
+		test "$rounds" -ge 2 -a "$worst" -lt 3000
+}
+
+slow attach qcow2ctl attach --show -r "$slow"
+dev=$(cat "$work/slow.out")
 [ -n "$dev" ] && detach "$dev"
 
 dev=$(attach_rw "$slow") || { t_fail "read-write attach of $slow"; t_done; }
@@ -93,17 +102,7 @@ dev=$(attach_rw "$slow") || { t_fail "read-write attach of $slow"; t_done; }
 qemu-io -f raw -t none -c 'write -P 0x43 8M 4k' -c 'write -P 0x44 40M 4k' \
 	-c 'write -P 0x45 100M 4k' "$dev" >/dev/null
 settle
-t0=$(now)
-qcow2ctl detach "$dev" 2>detach.err &
-pid=$!
-read -r worst rounds < <(probe_while "$pid")
-wait "$pid"
-rc=$?
-took=$((($(now) - t0) / 1000000))
-t_log "slow detach: $took ms; meanwhile $rounds control rounds, slowest $worst ms"
-t_check "the slow detach succeeded ($(cat detach.err))" test "$rc" = 0
-t_check "control went on during the slow detach" \
-	test "$rounds" -ge 2 -a "$worst" -lt 3000
+slow detach qcow2ctl detach "$dev"
 dmsetup remove qb-slow
 t_check "the image on the slow device is clean" qemu-img check -q "$loop"
 t_check "the writes are there" qemu-io -r -f qcow2 -c 'read -P 0x44 40M 4k' \

@@ -27,21 +27,11 @@ trap qb_cleanup EXIT
 
 # roundtrip NAME CLUSTER BITMAP:GRAN[:off]...
 roundtrip() {
-	local name=$1 cs=$2 spec bm g off names=() args=() dev out
+	local name=$1 cs=$2 names=() args=() dev out
 	shift 2
 
-	qemu-img create -q -f qcow2 -o cluster_size="$cs" "$name.base" 64M
-	qemu-io -c 'write -P 0x11 0 8M' "$name.base" >/dev/null
-	for spec in "$@"; do
-		IFS=: read -r bm g off <<<"$spec"
-		qemu-img bitmap --add -g "$g" "$name.base" "$bm"
-		names+=("$bm")
-	done
-	qemu-io -c 'write -P 0x12 48M 192k' "$name.base" >/dev/null
-	for spec in "$@"; do
-		IFS=: read -r bm g off <<<"$spec"
-		[ "$off" = off ] && qemu-img bitmap --disable "$name.base" "$bm"
-	done
+	mapfile -t names < <(bm_image "$name.base" "$cs" "" "$@")
+	[ ${#names[@]} -eq $# ] || { t_fail "$name: making the image"; return; }
 	cp "$name.base" "$name.ours"
 	cp "$name.base" "$name.qemu"
 	bm_script "$cs" >"$name.script"

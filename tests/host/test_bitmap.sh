@@ -39,30 +39,15 @@ qb_cases "$@"
 
 # roundtrip NAME CS "CREATE-OPTS" BITMAP:GRAN[:off]...
 roundtrip() {
-	local name=$1 cs=$2 opts=$3 d=$tmp/$1 spec bm g names=() args=()
+	local name=$1 cs=$2 opts=$3 d=$tmp/$1 names=() args=()
 	local out
 	shift 3
 
 	wanted "$name" || return 0
 	mkdir -p "$d"
-	# shellcheck disable=SC2086
-	qemu-img create -q -f qcow2 -o cluster_size=$cs$opts "$d/base.qcow2" 64M ||
-		{ result FAIL "$name" "qemu-img create"; return; }
-	qemu-io -c 'write -P 0x11 0 8M' "$d/base.qcow2" >/dev/null
-	for spec in "$@"; do
-		IFS=: read -r bm g off <<<"$spec"
-		qemu-img bitmap --add -g "$g" "$d/base.qcow2" "$bm" ||
-			{ result FAIL "$name" "qemu-img bitmap --add $bm"; return; }
-		names+=("$bm")
-	done
-	# Bits set before our writes must survive them; a disabled bitmap
-	# keeps exactly these.
-	qemu-io -c 'write -P 0x12 48M 192k' -c 'write -P 0x13 8M 4k' \
-		"$d/base.qcow2" >/dev/null
-	for spec in "$@"; do
-		IFS=: read -r bm g off <<<"$spec"
-		[ "$off" = off ] && qemu-img bitmap --disable "$d/base.qcow2" "$bm"
-	done
+	mapfile -t names < <(bm_image "$d/base.qcow2" "$cs" "$opts" "$@")
+	[ ${#names[@]} -eq $# ] ||
+		{ result FAIL "$name" "making the image with qemu-img"; return; }
 	cp "$d/base.qcow2" "$d/ours.qcow2"
 	cp "$d/base.qcow2" "$d/qemu.qcow2"
 	mapfile -t args < <(bm_script "$cs" | bm_ioargs)

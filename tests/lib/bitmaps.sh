@@ -79,6 +79,31 @@ write -P 0x25 $((64 * 1024 * 1024 - 512)) 512
 SCRIPT
 }
 
+# bm_image IMAGE CLUSTER "CREATE-OPTS" BITMAP:GRAN[:off]...: a 64 MiB image
+# with data and the named bitmaps (":off": disabled afterwards), with bits
+# set before the test's own writes (which must survive them; a disabled
+# bitmap keeps exactly these). Prints the bitmap names, one a line.
+bm_image() {
+	local img=$1 cs=$2 opts=$3 spec bm g off
+	shift 3
+
+	qemu-img create -q -f qcow2 -o "cluster_size=$cs$opts" "$img" 64M &&
+	qemu-io -c 'write -P 0x11 0 8M' "$img" >/dev/null || return 1
+	for spec in "$@"; do
+		IFS=: read -r bm g off <<<"$spec"
+		qemu-img bitmap --add -g "$g" "$img" "$bm" || return 1
+		echo "$bm"
+	done
+	qemu-io -c 'write -P 0x12 48M 192k' -c 'write -P 0x13 8M 4k' \
+		"$img" >/dev/null || return 1
+	for spec in "$@"; do
+		IFS=: read -r bm g off <<<"$spec"
+		if [ "$off" = off ]; then
+			qemu-img bitmap --disable "$img" "$bm" || return 1
+		fi
+	done
+}
+
 # bm_ioargs: the lines of stdin as "-c LINE" arguments, one per line of
 # output (for mapfile).
 bm_ioargs() {
