@@ -504,7 +504,7 @@ struct qcow2_pending_free {
 /* An enabled persistent dirty bitmap of a writable image (qcow2_bitmap.c). */
 struct qcow2_bitmap {
 	u64 table_off;			/* bitmap table, cluster aligned */
-	u32 table_size;			/* entries: clusters of bits */
+	u32 table_size;			/* entries kept: clusters of bits */
 	u32 gran_bits;			/* log2(guest bytes per bit) */
 	u32 dir_pos;			/* its entry's offset in bm_dir */
 	u64 *table;			/* host-endian table entries */

@@ -109,8 +109,6 @@ static int bm_load(struct qcow2_image *img, struct qcow2_bitmap *b,
 				      nlen, name, j, e);
 			return -EINVAL;
 		}
-		if (j >= need)
-			continue;
 		raw = (u8 *)b->bits + j * cs;
 		if (off) {
 			ret = qcow2_io_ret(img->io.pread(img->io.priv, raw, cs,
@@ -257,7 +255,11 @@ int qcow2_bitmaps_open(struct qcow2_image *img, struct qcow2_err *err)
 		if (!(qcow2_get_be32(e + BME_FLAGS) & BME_FLAG_AUTO))
 			continue;
 		img->bm[nr_auto].table_off = qcow2_get_be64(e + BME_TABLE_OFFSET);
-		img->bm[nr_auto].table_size = qcow2_get_be32(e + BME_TABLE_SIZE);
+		/*
+		 * Only the entries that cover the disk are kept (QEMU allows
+		 * a longer table): memory stays bounded by the bits.
+		 */
+		img->bm[nr_auto].table_size = bm_clusters(h, e[BME_GRAN_BITS]);
 		img->bm[nr_auto].gran_bits = e[BME_GRAN_BITS];
 		img->bm[nr_auto].dir_pos = pos;
 		total += bm_clusters(h, e[BME_GRAN_BITS]) * h->cluster_size;

@@ -831,10 +831,11 @@ int qcow2_write_map_inplace(struct qcow2_image *img, u64 guest_off, u64 len,
 	 */
 	*durable = !img->meta_wb_busy &&
 		   !qcow2_cache_is_dirty(&img->l2c, slice_off);
-	if (!ret)
-		qcow2_bitmaps_mark(img, guest_off, len);
 out:
 	qcow2_mutex_unlock(&img->l2c_lock);
+	/* Bitmaps in use already (hdr_pending is clear): mark, lock-free. */
+	if (!ret)
+		qcow2_bitmaps_mark(img, guest_off, len);
 	return ret;
 }
 
