@@ -77,6 +77,16 @@ for dev in "${devs[@]}"; do
 	dev_ok "$dev" || bad=$((bad + 1))
 done
 t_check "every device reads right with shrunk caches ($bad bad)" test "$bad" = 0
+if out=$(qcow2ctl set "${devs[0]}" --l2-cache 64M 2>&1); then
+	t_fail "growing a cache past the budget was allowed"
+elif grep -q "budget" <<<"$out" ||
+     dmesg_since "ctl06 budget" | grep -q "budget"; then
+	t_pass "growing a cache past the budget is refused: $out"
+else
+	t_fail "growing a cache past the budget: $out"
+fi
+t_check "a refused resize leaves the charges as they were" \
+	test "$(cat "$param/cache_used_kb")" = $((total >> 10))
 for dev in "${devs[@]}"; do
 	detach "$dev"
 done
