@@ -262,7 +262,9 @@ int qcow2_bitmaps_open(struct qcow2_image *img, struct qcow2_err *err)
 		img->bm[nr_auto].table_size = bm_clusters(h, e[BME_GRAN_BITS]);
 		img->bm[nr_auto].gran_bits = e[BME_GRAN_BITS];
 		img->bm[nr_auto].dir_pos = pos;
-		total += bm_clusters(h, e[BME_GRAN_BITS]) * h->cluster_size;
+		/* Saturated: 65535 bitmaps of a 2^61-byte disk overflow u64. */
+		total = min_t(u64, total + bm_clusters(h, e[BME_GRAN_BITS]) *
+			      h->cluster_size, (u64)QCOW2_BITMAP_MAX_BYTES + 1);
 		nr_auto++;
 	}
 	if (pos != h->bitmap_dir_size) {
@@ -273,8 +275,8 @@ int qcow2_bitmaps_open(struct qcow2_image *img, struct qcow2_err *err)
 	}
 	if (total > QCOW2_BITMAP_MAX_BYTES) {
 		qcow2_err_set(err,
-			      "enabled bitmaps need %llu MiB of memory to be kept (max %u): attach read-only, or use a coarser granularity",
-			      total >> 20, QCOW2_BITMAP_MAX_BYTES >> 20);
+			      "enabled bitmaps need more than %u MiB of memory to be kept: attach read-only, or use a coarser granularity",
+			      QCOW2_BITMAP_MAX_BYTES >> 20);
 		ret = -E2BIG;
 		goto fail;
 	}
